@@ -1,0 +1,1 @@
+"""zcscore scoring core. Import ``service.engine`` for the torch parts; this package stays torch-free."""

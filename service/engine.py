@@ -1,0 +1,297 @@
+"""The scoring engine: many archs x many proxies, each network built once, passes shared.
+
+Protocol for every pass (what makes scores reproducible and faithful): the engine seeds Python, NumPy
+and torch with ``seed`` and builds the network, exactly as the official drivers do before calling a
+proxy. It remembers the default weights and the RNG state right after construction; before each pass it
+restores both, so every pass sees "seed, then a freshly built network" whatever ran before it. Random
+draws are made on the CPU generator and moved to the device, so inputs are the same on CPU and CUDA.
+
+Isomorphic NB201 cells are scored once, on the canonical representative of their class, so a score is a
+pure function of (class, proxy, seed) and repeated/isomorphic archs in one set cost nothing extra.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import random
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from service.data import ArrayData, load_cifar10_subset
+from service.proxies.catalog import Pass, ProxySpec, get_spec
+from service.proxies.registry import get_impl, get_pass
+from service.spaces.nb201 import NB201Arch
+from service.spaces.nb201_net import build_nb201
+
+PASS_ORDER = (Pass.STATIC, Pass.REAL_GRADS, Pass.INTRAIN, Pass.AZ, Pass.EPSINAS)
+ZCSCORE_VERSION = "0.1.0"
+
+
+@dataclass
+class ScoreConfig:
+    """How to score: the seed, device and input data shared by every proxy of a run."""
+
+    seed: int = 1
+    device: str = "cpu"
+    threads: int | None = None
+    num_classes: int = 10
+    channels_last: bool | None = None  # None: on for CPU (faster NB201 passes, same float32 maths)
+    data: ArrayData | None = None  # None: the shared CIFAR-10 subset
+
+    def real_data(self) -> ArrayData:
+        """The real-image source for data-dependent proxies."""
+        if self.data is None:
+            self.data = load_cifar10_subset()
+        return self.data
+
+    def use_channels_last(self) -> bool:
+        """Whether networks and inputs are laid out channels-last."""
+        return self.device == "cpu" if self.channels_last is None else self.channels_last
+
+    def cache_dict(self) -> dict[str, Any]:
+        """The parts of the config that change a score (hashed into the service's cache key)."""
+        return {"seed": self.seed, "num_classes": self.num_classes, "data": "cifar10_subset"}
+
+
+def seed_everything(seed: int) -> None:
+    """Seed ``random``, NumPy and torch (CPU and CUDA), as the official drivers' ``prepare_seed``."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class ArchContext:
+    """One built network plus what passes need: device, data, and a way back to its fresh state."""
+
+    def __init__(self, net: nn.Module, config: ScoreConfig, rng_state: torch.Tensor) -> None:
+        self.config = config
+        self.device = torch.device(config.device)
+        self.channels_last = config.use_channels_last()
+        self._init_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        self._rng_state = rng_state
+        self.net = net.to(self.device)
+        if self.channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+
+    def restore(self) -> nn.Module:
+        """Reset weights, BN buffers and the torch RNG to 'seed, then freshly built'; returns the net."""
+        with torch.no_grad():
+            for k, v in self.net.state_dict().items():
+                v.copy_(self._init_state[k])
+        torch.set_rng_state(self._rng_state)
+        random.seed(self.config.seed)
+        np.random.seed(self.config.seed)
+        self.net.train()
+        self.net.zero_grad(set_to_none=True)
+        return self.net
+
+    def to_device(self, x: torch.Tensor) -> torch.Tensor:
+        """Move an input batch to the device, in the network's memory layout."""
+        x = x.to(self.device, non_blocking=True)
+        if self.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    @property
+    def data(self) -> ArrayData:
+        """Real images for data-dependent passes."""
+        return self.config.real_data()
+
+    def sync(self) -> None:
+        """Wait for queued device work (so timings are honest on CUDA)."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+
+@dataclass
+class PassOutputs:
+    """What the passes of one arch produced; proxies read ``outputs[Pass.X]``."""
+
+    ctx: ArchContext
+    results: dict[Pass, Any] = field(default_factory=dict)
+
+    def __getitem__(self, kind: Pass) -> Any:
+        return self.results[kind]
+
+
+@dataclass
+class ScoreRecord:
+    """One arch x proxy result with its provenance."""
+
+    arch: str
+    proxy: str
+    score: float
+    seconds: float
+    components: dict[str, float] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+
+def _pass_args(specs: Iterable[ProxySpec]) -> dict[Pass, dict[str, int]]:
+    """Union of the pass requirements of ``specs`` (numeric args merge by max)."""
+    merged: dict[Pass, dict[str, int]] = {}
+    for spec in specs:
+        for kind in spec.passes:
+            args = merged.setdefault(kind, {})
+            for key, value in spec.pass_args.items():
+                args[key] = max(args.get(key, value), value)
+    return merged
+
+
+class Engine:
+    """Scores archs (or arbitrary modules) with a fixed list of proxies under one :class:`ScoreConfig`."""
+
+    def __init__(self, proxies: Sequence[str], config: ScoreConfig | None = None) -> None:
+        self.config = config or ScoreConfig()
+        self.requested = [get_spec(p) for p in proxies]
+        direct: dict[str, ProxySpec] = {}
+        for spec in self.requested:
+            for name in spec.components if spec.population else (spec.name,):
+                direct.setdefault(name, get_spec(name))
+        self.direct = list(direct.values())
+        self.pass_args = _pass_args(self.direct)
+        if self.config.threads:
+            torch.set_num_threads(self.config.threads)
+
+    @cached_property
+    def base_provenance(self) -> dict[str, Any]:
+        """Provenance shared by every record of this engine."""
+        needs_data = any(Pass.REAL_GRADS in s.passes or Pass.EPSINAS in s.passes for s in self.direct)
+        return {
+            "seed": self.config.seed,
+            "device": str(self.config.device),
+            "device_name": _device_name(self.config.device),
+            "threads": torch.get_num_threads(),
+            "channels_last": self.config.use_channels_last(),
+            "data": self.config.real_data().source_id if needs_data else None,
+            "torch": torch.__version__,
+            "numpy": np.__version__,
+            "python": platform.python_version(),
+            "zcscore": ZCSCORE_VERSION,
+        }
+
+    def score_archs(
+        self,
+        archs: Iterable[str],
+        progress: bool = False,
+        on_records: Callable[[list[ScoreRecord]], None] | None = None,
+    ) -> list[ScoreRecord]:
+        """Score NB201 arch strings; returns one record per arch x requested proxy, in input order.
+
+        Isomorphs are computed once. Population proxies (``az_nas``) are aggregated over this set.
+        ``on_records`` is called after each distinct arch with its direct records (for streaming).
+        """
+        arch_list = list(archs)
+        parsed = [NB201Arch.parse(a) for a in arch_list]
+        by_class: dict[NB201Arch, list[ScoreRecord]] = {}
+        classes = list(dict.fromkeys(p.canonical() for p in parsed))
+        iterator: Iterable[NB201Arch] = classes
+        if progress:
+            from tqdm import tqdm
+
+            iterator = tqdm(classes, desc="scoring", unit="arch")
+        for canon in iterator:
+            records = self.score_network(lambda c=canon: build_nb201(c, self.config.num_classes), canon.to_str())
+            by_class[canon] = records
+            if on_records is not None:
+                on_records(records)
+        direct: list[ScoreRecord] = []
+        for text, arch in zip(arch_list, parsed):
+            for rec in by_class[arch.canonical()]:
+                direct.append(_relabel(rec, text))
+        return self._finish(arch_list, direct)
+
+    def score_module(self, build: Callable[[], nn.Module] | nn.Module, name: str = "module") -> list[ScoreRecord]:
+        """Score any ``torch.nn.Module`` (or a zero-argument builder) with the non-population proxies."""
+        builder = build if callable(build) and not isinstance(build, nn.Module) else (lambda: build)
+        return self.score_network(builder, name)
+
+    def score_network(self, build: Callable[[], nn.Module], name: str) -> list[ScoreRecord]:
+        """Run every needed pass once on one network and compute the direct proxies from them."""
+        seed_everything(self.config.seed)
+        t0 = time.perf_counter()
+        net = build()
+        ctx = ArchContext(net, self.config, torch.get_rng_state())
+        build_s = time.perf_counter() - t0
+        outputs = PassOutputs(ctx)
+        pass_seconds: dict[Pass, float] = {}
+        errors: dict[Pass, str] = {}
+        for kind in PASS_ORDER:
+            if kind not in self.pass_args:
+                continue
+            t = time.perf_counter()
+            try:
+                ctx.restore()
+                outputs.results[kind] = get_pass(kind)(ctx, **self.pass_args[kind])
+            except Exception as exc:  # a broken network must never crash the caller
+                errors[kind] = f"{type(exc).__name__}: {exc}"
+            ctx.sync()
+            pass_seconds[kind] = time.perf_counter() - t
+        users = {k: sum(1 for s in self.direct if k in s.passes) for k in pass_seconds}
+        records = []
+        for spec in self.direct:
+            t = time.perf_counter()
+            score, components, error = math.nan, {}, None
+            failed = [errors[k] for k in spec.passes if k in errors]
+            if failed:
+                error = failed[0]
+            else:
+                try:
+                    value = get_impl(spec.name)(outputs)
+                    score, components = value if isinstance(value, tuple) else (value, {})
+                    score = float(score)
+                except Exception as exc:
+                    error = f"{type(exc).__name__}: {exc}"
+            own = time.perf_counter() - t
+            shared = sum(pass_seconds[k] / users[k] for k in spec.passes if k in pass_seconds)
+            seconds = own + shared + build_s / len(self.direct)
+            records.append(
+                ScoreRecord(name, spec.name, score, seconds, components, self._provenance(spec, name), error)
+            )
+        return records
+
+    def _provenance(self, spec: ProxySpec, canonical: str) -> dict[str, Any]:
+        return {
+            **self.base_provenance,
+            "proxy_version": spec.version,
+            "input_protocol": spec.input_protocol,
+            "scored_as": canonical,
+        }
+
+    def _finish(self, archs: list[str], direct: list[ScoreRecord]) -> list[ScoreRecord]:
+        """Add population proxies and keep only the requested ones, in (arch, proxy) order."""
+        from service.aggregate import population_records
+
+        table = {(r.arch, r.proxy): r for r in direct}
+        for spec in self.requested:
+            if spec.population:
+                for rec in population_records(spec, archs, table, self._provenance(spec, "")):
+                    table[(rec.arch, rec.proxy)] = rec
+        out = []
+        for arch in archs:
+            for spec in self.requested:
+                out.append(table[(arch, spec.name)])
+        return out
+
+
+def _relabel(rec: ScoreRecord, arch: str) -> ScoreRecord:
+    return ScoreRecord(arch, rec.proxy, rec.score, rec.seconds, rec.components, rec.provenance, rec.error)
+
+
+def _device_name(device: str) -> str:
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return torch.cuda.get_device_name(torch.device(device))
+    return platform.processor() or platform.machine()
+
+
+def score(archs: Iterable[str], proxies: Sequence[str], **config: Any) -> list[ScoreRecord]:
+    """Score NB201 archs in one call: ``score(["|nor_conv_3x3~0|+...|"], ["zico", "az_nas"])``."""
+    return Engine(proxies, ScoreConfig(**config)).score_archs(archs)

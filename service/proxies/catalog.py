@@ -1,0 +1,117 @@
+"""The proxy catalogue: what every registered proxy is and needs, without importing torch.
+
+The API validates proxy names and builds cache keys from these specs; the engine groups proxies by the
+network pass they read. Implementations register against a spec with :func:`service.proxies.registry.proxy`.
+Changed math means a new ``version``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+
+class InputKind(str, Enum):
+    """What a proxy feeds the network."""
+
+    GAUSSIAN = "gaussian"
+    REAL = "real"
+    CONSTANT = "constant"
+    NONE = "none"
+
+
+class Pass(str, Enum):
+    """Network passes the engine runs once per arch and shares between the proxies that read them."""
+
+    AZ = "az"  # kaiming fan_in re-init, N(0,1) 64x3x32x32, train BN, cell features + Rademacher VJPs
+    REAL_GRADS = "real_grads"  # default init, real batches of 64, CE, per-batch weight gradients
+    INTRAIN = "intrain"  # Gaussian 64x3x64x64, random labels, CE: activations + gradients
+    EPSINAS = "epsinas"  # two constant-weight forwards of one real batch of 256
+    STATIC = "static"  # no pass: counted from the module (params, FLOPs)
+
+
+@dataclass(frozen=True)
+class ProxySpec:
+    """A proxy's identity and protocol.
+
+    ``pass_args`` parameterise the shared pass (e.g. how many real batches); ``sentinel`` documents what a
+    degenerate network scores; ``population`` proxies are rank aggregates over a set of archs and are
+    computed by :mod:`service.aggregate` from their ``components``.
+    """
+
+    name: str
+    version: int
+    input: InputKind
+    needs_grad: bool
+    passes: frozenset[Pass]
+    description: str
+    sentinel: str = "none"
+    higher_is_better: bool = True
+    population: bool = False
+    components: tuple[str, ...] = ()
+    pass_args: dict[str, int] = field(default_factory=dict, hash=False, compare=False)
+
+    @property
+    def input_protocol(self) -> str:
+        """Short human-readable input protocol recorded with every score."""
+        return PROTOCOLS[next(iter(self.passes))] if self.passes else "none"
+
+
+PROTOCOLS: dict[Pass, str] = {
+    Pass.AZ: "gaussian N(0,1) 64x3x32x32, kaiming_normal fan_in re-init, train-mode BN",
+    Pass.REAL_GRADS: "real CIFAR-10 batches of 64 (rows 64j..64j+63), default init, train-mode BN, CE",
+    Pass.INTRAIN: "gaussian N(0,1) 64x3x64x64, random labels, default init, train-mode BN, CE",
+    Pass.EPSINAS: "real CIFAR-10 batch of 256 (rows 0..255), constant weights (1e-7, 1), batch-stat BN",
+    Pass.STATIC: "none (counted from the module; FLOPs at 1x3x32x32)",
+}
+
+_G = InputKind.GAUSSIAN
+_R = InputKind.REAL
+_AZ = frozenset({Pass.AZ})
+_RG = frozenset({Pass.REAL_GRADS})
+_IT = frozenset({Pass.INTRAIN})
+_ST = frozenset({Pass.STATIC})
+
+CATALOG: tuple[ProxySpec, ...] = (
+    ProxySpec("intrain", 1, _G, True, _IT, "InTrain: gamma*(1+o)/log(L+1) (capacity x resilience)",
+              sentinel="0 when every layer collapses"),
+    ProxySpec("intrain_pr", 1, _G, True, _IT, "InTrain ablation: capacity gamma = sum_l log PR(C_l) only"),
+    ProxySpec("intrain_grad", 1, _G, True, _IT, "InTrain ablation: resilience o = sum_i h(theta_i) only"),
+    ProxySpec("intrain_add", 1, _G, True, _IT, "InTrain ablation: additive coupling (gamma + o)/log(L+1)"),
+    ProxySpec("epsinas", 1, InputKind.CONSTANT, False, frozenset({Pass.EPSINAS}),
+              "epsinas: MAE/mean of min-max normalised outputs under two constant weights",
+              sentinel="nan (constant output)"),
+    ProxySpec("az_expressivity", 1, _G, False, _AZ, "AZ-NAS expressivity: sum of feature eigen-entropies",
+              sentinel="-inf (NaN, e.g. all-zero cell output)"),
+    ProxySpec("az_progressivity", 1, _G, False, _AZ, "AZ-NAS progressivity: min entropy increase",
+              sentinel="-inf"),
+    ProxySpec("az_trainability", 1, _G, True, _AZ, "AZ-NAS trainability: mean of -s-1/s+2 over block VJPs",
+              sentinel="-inf (identity block or NaN)"),
+    ProxySpec("az_complexity", 1, InputKind.NONE, False, _ST, "AZ-NAS complexity: FLOPs (NATS convention)"),
+    ProxySpec("az_nas", 1, _G, True, _AZ | _ST,
+              "AZ-NAS: sum over {FLOPs, expressivity, progressivity, trainability} of log(rank/N) over the set",
+              population=True,
+              components=("az_expressivity", "az_progressivity", "az_trainability", "az_complexity")),
+    ProxySpec("zico", 1, _R, True, _RG, "ZiCo: sum over layers of log sum mean|g|/std(g) over 2 batches",
+              sentinel="0 (every layer skipped)", pass_args={"batches": 2}),
+    ProxySpec("xi_gsnr", 1, _R, True, _RG,
+              "xi-GSNR: sum of mean(G)^2/(var(G)+1e-8) over 8 accumulated (never zeroed) batch gradients",
+              sentinel="0 (all layer variances zero)", pass_args={"batches": 8}),
+    ProxySpec("params", 1, InputKind.NONE, False, _ST, "number of parameters (M), BN included"),
+    ProxySpec("flops", 1, InputKind.NONE, False, _ST, "FLOPs (M) at 1x3x32x32, NATS-Bench convention"),
+)
+
+_BY_NAME = {spec.name: spec for spec in CATALOG}
+
+
+def get_spec(name: str) -> ProxySpec:
+    """The spec of proxy ``name``; raises ``KeyError`` naming the known proxies."""
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        raise KeyError(f"unknown proxy {name!r} (known: {', '.join(_BY_NAME)})") from None
+
+
+def list_specs() -> list[ProxySpec]:
+    """All proxy specs, in catalogue order."""
+    return list(CATALOG)

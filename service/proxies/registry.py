@@ -1,0 +1,74 @@
+"""Binds proxy and pass implementations to the torch-free catalogue.
+
+``@proxy("zico")`` registers the function that turns pass outputs into a score for the catalogue
+entry ``zico``; ``@pass_runner(Pass.REAL_GRADS)`` registers the function that runs a shared pass. The
+engine reads both; nothing else should call them directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from service.proxies.catalog import Pass, ProxySpec, get_spec
+
+ProxyFn = Callable[..., Any]
+PassFn = Callable[..., Any]
+
+_IMPLS: dict[str, ProxyFn] = {}
+_PASSES: dict[Pass, PassFn] = {}
+
+
+def proxy(name: str) -> Callable[[ProxyFn], ProxyFn]:
+    """Register the implementation of catalogue proxy ``name``; returns the function unchanged.
+
+    The function is called as ``fn(outputs)`` with a :class:`service.engine.PassOutputs` and returns a
+    float (or a ``(float, components_dict)`` pair).
+    """
+    get_spec(name)  # raises for names missing from the catalogue
+
+    def register(fn: ProxyFn) -> ProxyFn:
+        if name in _IMPLS:
+            raise ValueError(f"proxy {name!r} is registered twice")
+        _IMPLS[name] = fn
+        return fn
+
+    return register
+
+
+def pass_runner(kind: Pass) -> Callable[[PassFn], PassFn]:
+    """Register the function that runs shared pass ``kind`` as ``fn(ctx, **pass_args)``."""
+
+    def register(fn: PassFn) -> PassFn:
+        if kind in _PASSES:
+            raise ValueError(f"pass {kind.value!r} is registered twice")
+        _PASSES[kind] = fn
+        return fn
+
+    return register
+
+
+def load_implementations() -> None:
+    """Import every proxy module so that its decorators run."""
+    import service.proxies  # noqa: F401
+
+
+def get_impl(name: str) -> ProxyFn:
+    """The registered implementation of ``name``."""
+    load_implementations()
+    spec: ProxySpec = get_spec(name)
+    if spec.population:
+        raise KeyError(f"{name!r} is a population proxy: compute it with service.aggregate")
+    return _IMPLS[name]
+
+
+def get_pass(kind: Pass) -> PassFn:
+    """The registered runner of pass ``kind``."""
+    load_implementations()
+    return _PASSES[kind]
+
+
+def registered_names() -> set[str]:
+    """Names with a registered implementation (for the catalogue-completeness test)."""
+    load_implementations()
+    return set(_IMPLS)

