@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Install zcscore with its dev tools and run the default test suite (what CI runs).
+# Tests use the Redis and PostgreSQL on 127.0.0.1 (started here if they are down and installed).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install.sh dev
+bash scripts/ensure_services.sh
+python3 -m ruff check service api storage workers tests
+exec python3 -m pytest -q "$@"

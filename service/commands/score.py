@@ -1,0 +1,87 @@
+"""``zcscore score``: score NB201 archs and write long-format CSV (arch,proxy,score,seconds,...)."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, TextIO
+
+CSV_COLUMNS = ("arch", "proxy", "score", "seconds", "components", "error", "provenance")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``zcscore score``."""
+    parser.add_argument("--space", default="nb201", choices=["nb201"], help="search space")
+    parser.add_argument("--proxies", required=True, help="comma-separated proxy names (see `zcscore proxies`)")
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--arch", nargs="+", help="one or more arch strings")
+    src.add_argument("--archs-file", type=Path, help="file with one arch string (or NB201 index) per line")
+    parser.add_argument("--seed", type=int, default=1, help="seed (default 1, as the official drivers)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    parser.add_argument("--out", type=Path, required=True, help="output CSV ('-' for stdout)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
+
+def format_score(value: float) -> str:
+    """CSV text of a score: ``nan``, ``-inf``/``inf`` or repr-exact float."""
+    if math.isnan(value):
+        return "nan"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return repr(float(value))
+
+
+def write_records(records: Iterable[Any], fh: TextIO, header: bool = True) -> None:
+    """Write score records as long-format CSV rows."""
+    writer = csv.writer(fh)
+    if header:
+        writer.writerow(CSV_COLUMNS)
+    for r in records:
+        comps = {k: format_score(v) for k, v in r.components.items()}
+        writer.writerow([r.arch, r.proxy, format_score(r.score), f"{r.seconds:.6f}",
+                         json.dumps(comps) if comps else "", r.error or "",
+                         json.dumps(r.provenance, sort_keys=True)])
+
+
+def read_archs(path: Path, data_dir: Path | None = None) -> list[str]:
+    """Arch strings from a file: one per line, either an arch string or an NB201 index."""
+    from service.settings import get_settings
+    from service.spaces.nb201 import arch_from_index
+
+    archs = []
+    for line in path.read_text().splitlines():
+        text = line.strip().split(",")[0] if line.strip() else ""
+        if not text or text.startswith("#") or text == "arch":
+            continue
+        archs.append(arch_from_index(int(text), data_dir or get_settings().data_path) if text.isdigit() else text)
+    return archs
+
+
+def run(args: argparse.Namespace) -> int:
+    """Score and write the CSV."""
+    from service.engine import Engine, ScoreConfig
+    from service.spaces.nb201 import ArchError, NB201Arch
+
+    archs = args.arch if args.arch else read_archs(args.archs_file)
+    try:
+        for a in archs:
+            NB201Arch.parse(a)
+        engine = Engine([p.strip() for p in args.proxies.split(",") if p.strip()],
+                        ScoreConfig(seed=args.seed, device=args.device, threads=args.threads))
+    except (ArchError, KeyError) as exc:
+        sys.stderr.write(f"zcscore score: {exc}\n")
+        return 2
+    records = engine.score_archs(archs, progress=not args.no_progress)
+    if str(args.out) == "-":
+        write_records(records, sys.stdout)
+    else:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        with open(args.out, "w", newline="") as fh:
+            write_records(records, fh)
+    return 0
