@@ -19,6 +19,7 @@ def run(args: argparse.Namespace) -> int:
     for s in list_specs():
         passes = ",".join(sorted(p.value for p in s.passes))
         kind = "population" if s.population else s.input.value
-        out.write(f"{s.name:<18}{s.version:<5}{kind:<10}{'yes' if s.needs_grad else 'no':<6}{passes:<20}"
-                  f"{s.description}\n")
+        out.write(
+            f"{s.name:<18}{s.version:<5}{kind:<10}{'yes' if s.needs_grad else 'no':<6}{passes:<20}{s.description}\n"
+        )
     return 0

@@ -44,9 +44,17 @@ def write_records(records: Iterable[Any], fh: TextIO, header: bool = True) -> No
         writer.writerow(CSV_COLUMNS)
     for r in records:
         comps = {k: format_score(v) for k, v in r.components.items()}
-        writer.writerow([r.arch, r.proxy, format_score(r.score), f"{r.seconds:.6f}",
-                         json.dumps(comps) if comps else "", r.error or "",
-                         json.dumps(r.provenance, sort_keys=True)])
+        writer.writerow(
+            [
+                r.arch,
+                r.proxy,
+                format_score(r.score),
+                f"{r.seconds:.6f}",
+                json.dumps(comps) if comps else "",
+                r.error or "",
+                json.dumps(r.provenance, sort_keys=True),
+            ]
+        )
 
 
 def read_archs(path: Path, data_dir: Path | None = None) -> list[str]:
@@ -72,8 +80,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         for a in archs:
             NB201Arch.parse(a)
-        engine = Engine([p.strip() for p in args.proxies.split(",") if p.strip()],
-                        ScoreConfig(seed=args.seed, device=args.device, threads=args.threads))
+        engine = Engine(
+            [p.strip() for p in args.proxies.split(",") if p.strip()],
+            ScoreConfig(seed=args.seed, device=args.device, threads=args.threads),
+        )
     except (ArchError, KeyError) as exc:
         sys.stderr.write(f"zcscore score: {exc}\n")
         return 2

@@ -125,8 +125,10 @@ NATS_FLOPS_PER_CONV3x3_M = 35.38944
 def nats_flops_m(arch: NB201Arch, num_classes: int = 10) -> float:
     """FLOPs (M) at 32x32 as the NATS-Bench API reports them (xautodl ``get_model_infos``)."""
     base = NATS_FLOPS_SKELETON_M + (64 * num_classes + num_classes) / 1e6  # + classifier with bias
-    return base + NATS_FLOPS_PER_CONV1x1_M * arch.count("nor_conv_1x1") + NATS_FLOPS_PER_CONV3x3_M * arch.count(
-        "nor_conv_3x3"
+    return (
+        base
+        + NATS_FLOPS_PER_CONV1x1_M * arch.count("nor_conv_1x1")
+        + NATS_FLOPS_PER_CONV3x3_M * arch.count("nor_conv_3x3")
     )
 
 
