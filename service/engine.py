@@ -295,3 +295,8 @@ def _device_name(device: str) -> str:
 def score(archs: Iterable[str], proxies: Sequence[str], **config: Any) -> list[ScoreRecord]:
     """Score NB201 archs in one call: ``score(["|nor_conv_3x3~0|+...|"], ["zico", "az_nas"])``."""
     return Engine(proxies, ScoreConfig(**config)).score_archs(archs)
+
+
+def score_module(model: nn.Module, proxies: Sequence[str], **config: Any) -> list[ScoreRecord]:
+    """Score any ``torch.nn.Module`` in one call: ``score_module(my_net, ["zico", "params"])``."""
+    return Engine(proxies, ScoreConfig(**config)).score_module(model)
