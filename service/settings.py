@@ -28,6 +28,15 @@ class Settings(BaseSettings):
     max_deliveries: int = 3
     device: str = "cpu"
     threads: int | None = None
+    # scoring service (api/, workers/): see docs/service.md
+    redis_prefix: str = "zcscore"  # every Redis key/stream name starts with this
+    batch_size: int = 16  # archs per Ray actor call
+    cpus_per_worker: float = 1.0
+    claim_idle_s: float = 30.0  # pending entries idle this long are reclaimed from dead dispatchers
+    reconcile_interval_s: float = 10.0  # how often the store is compared with the queue
+    max_body_bytes: int = 4_000_000
+    fault_delay_s: float = 0.0  # test hook: extra seconds per arch inside the actor
+    fault_stall_arch: str | None = None  # test hook: the actor hangs on this arch (timeout tests)
 
     @property
     def data_path(self) -> Path:
