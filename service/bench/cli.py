@@ -1,0 +1,254 @@
+"""``zcscore bench``: score NB201 archs, then write summary.csv, report.md and plots (resumable).
+
+Modes: the default scores ``--proxies`` over ``--sample N --seed S | --archs-file F | --all`` into
+``--out DIR``; ``--floors`` measures speed against the plain-pass floor into ``DIR/speed.csv``;
+``--compare A B`` prints the agreement of two score files. Top-level imports stay light (no torch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("zcscore.bench")
+EXIT_INCOMPLETE = 3
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``zcscore bench``."""
+    parser.add_argument("--space", default="nb201", choices=["nb201"], help="search space")
+    parser.add_argument("--proxies", help="comma-separated proxy names (see `zcscore proxies`)")
+    parser.add_argument("--sample", type=int, help="score N archs drawn at random from NB201")
+    parser.add_argument("--seed", type=int, default=0, help="seed of --sample (default 0)")
+    parser.add_argument("--archs-file", type=Path, help="file with one arch string (or NB201 index) per line")
+    parser.add_argument("--all", action="store_true", help="score all 15,625 NB201 archs")
+    parser.add_argument("--score-seed", type=int, default=1, help="scoring seed (default 1, as the papers)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (per worker)")
+    parser.add_argument("--workers", type=int, default=1, help="scoring processes, archs split between them")
+    parser.add_argument("--out", type=Path, help="output directory (resumed if it holds scores.csv)")
+    parser.add_argument(
+        "--limit", type=int, default=None, help=f"score at most N new archs, then stop with exit code {EXIT_INCOMPLETE}"
+    )
+    parser.add_argument(
+        "--floors",
+        action="store_true",
+        help="measure ms/arch against the plain-pass floor into DIR/speed.csv (use a small sample)",
+    )
+    parser.add_argument(
+        "--compare",
+        nargs=2,
+        type=Path,
+        metavar=("A", "B"),
+        help="print Kendall tau per proxy between two score files (long or wide)",
+    )
+    parser.add_argument(
+        "--map",
+        action="append",
+        default=[],
+        metavar="A=B",
+        help="with --compare: pair proxy/column A of file A with B of file B (repeatable)",
+    )
+    parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
+
+def _fail(msg: str) -> int:
+    sys.stderr.write(f"zcscore bench: {msg}\n")
+    return 2
+
+
+def _select_archs(args: argparse.Namespace) -> list[str]:
+    from service.bench.truth import all_archs, sample_archs
+    from service.commands.score import read_archs
+    from service.spaces.nb201 import NB201Arch
+
+    if args.sample is not None:
+        archs = sample_archs(args.sample, args.seed)
+    elif args.archs_file is not None:
+        archs = read_archs(args.archs_file)
+    else:
+        archs = all_archs()
+    for a in archs:
+        NB201Arch.parse(a)
+    return archs
+
+
+def _command(args: argparse.Namespace) -> str:
+    src = (
+        f"--sample {args.sample} --seed {args.seed}"
+        if args.sample is not None
+        else f"--archs-file {args.archs_file}"
+        if args.archs_file
+        else "--all"
+    )
+    extra = "".join(f" --{k} {getattr(args, k)}" for k in ("threads",) if getattr(args, k))
+    return (
+        f"zcscore bench --proxies {args.proxies} {src} --score-seed {args.score_seed} "
+        f"--device {args.device}{extra} --workers {args.workers} --out {args.out}"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Dispatch to compare, floors or the scoring bench."""
+    if args.compare:
+        return _run_compare(args)
+    if not args.proxies or args.out is None:
+        return _fail("--proxies and --out are required (or use --compare A B)")
+    if sum([args.sample is not None, args.archs_file is not None, bool(args.all)]) != 1:
+        return _fail("give exactly one of --sample N, --archs-file F, --all")
+    from service.proxies.catalog import get_spec
+    from service.spaces.nb201 import ArchError
+
+    proxies = [p.strip() for p in args.proxies.split(",") if p.strip()]
+    try:
+        for p in proxies:
+            get_spec(p)
+        archs = _select_archs(args)
+    except (ArchError, KeyError, ValueError, OSError) as exc:
+        return _fail(str(exc))
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.floors:
+        return _run_floors(args, proxies, archs)
+    return _run_bench(args, proxies, archs)
+
+
+def _run_compare(args: argparse.Namespace) -> int:
+    from service.bench.compare import compare_files, write_agreement
+
+    try:
+        rows = compare_files(args.compare[0], args.compare[1], args.map)
+    except (ValueError, OSError) as exc:
+        return _fail(str(exc))
+    write_agreement(rows, sys.stdout)
+    return 0
+
+
+def _run_floors(args: argparse.Namespace, proxies: list[str], archs: list[str]) -> int:
+    from service.bench.floors import measure, write_speed
+
+    rows = measure(archs, proxies, args.score_seed, args.device, args.threads)
+    write_speed(args.out / "speed.csv", rows)
+    render(args.out, plots=False)
+    log.info("wrote %s", args.out / "speed.csv")
+    return 0
+
+
+def _run_bench(args: argparse.Namespace, proxies: list[str], archs: list[str]) -> int:
+    from service.bench.runner import direct_names, group_by_class, score_remaining
+    from service.bench.scorefile import Journal, SeedMismatch, population_records
+    from service.proxies.catalog import get_spec
+
+    direct = direct_names(proxies)
+    journal = Journal(args.out / "scores.csv", {d: get_spec(d).version for d in direct}, args.score_seed)
+    try:
+        dropped = journal.load(archs)
+    except SeedMismatch as exc:
+        return _fail(str(exc))
+    resumed = sum(1 for a in dict.fromkeys(archs) if a in journal.done)
+    remaining = journal.remaining(archs)
+    if args.limit is not None:
+        groups = group_by_class(remaining)
+        remaining = [a for c in list(groups)[: max(args.limit, 0)] for a in groups[c]]
+    log.info(
+        "bench: %d archs, %d resumed from %s (%d stale rows dropped), %d to score",
+        len(dict.fromkeys(archs)),
+        resumed,
+        journal.path,
+        dropped,
+        len(remaining),
+    )
+    t0 = time.perf_counter()
+    config = {"seed": args.score_seed, "device": args.device, "threads": args.threads}
+    networks = score_remaining(remaining, direct, config, journal.append, args.workers, not args.no_progress)
+    meta = {
+        "command": _command(args),
+        "archs": len(dict.fromkeys(archs)),
+        "proxies": proxies,
+        "score_seed": args.score_seed,
+        "device": args.device,
+        "threads": args.threads,
+        "workers": args.workers,
+        "resumed_archs": resumed,
+        "scored_archs": len(remaining),
+        "scored_networks": networks,
+        "wall_s": round(time.perf_counter() - t0, 3),
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    missing = journal.remaining(archs)
+    if missing:
+        _write_meta(args.out, {**meta, "complete": False})
+        log.warning("bench stopped with %d archs left; re-run the same command to resume", len(missing))
+        return EXIT_INCOMPLETE
+    distinct = list(dict.fromkeys(archs))
+    population = [
+        r for p in proxies if get_spec(p).population for r in population_records(get_spec(p), distinct, journal)
+    ]
+    order: dict[str, None] = {}
+    for p in proxies:
+        spec = get_spec(p)
+        for name in (*spec.components, p) if spec.population else (p,):
+            order.setdefault(name, None)
+    journal.finalize(archs, population, list(order))
+    _write_meta(args.out, {**meta, "complete": True})
+    render(args.out, plots=not args.no_plots)
+    log.info("wrote %s/{scores.csv,summary.csv,report.md}", args.out)
+    return 0
+
+
+def _write_meta(out: Path, meta: dict[str, Any]) -> None:
+    from service.bench.scorefile import read_rows
+
+    rows = read_rows(out / "scores.csv")
+    if rows:
+        prov = rows[0].provenance
+        meta.update({k: prov[k] for k in ("device_name", "torch") if k in prov})
+        meta["threads"] = prov.get("threads", meta.get("threads"))
+    (out / "run.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def render(out: Path, plots: bool = True) -> Path:
+    """(Re)write summary.csv, plots and report.md from the files in ``out``."""
+    from service.bench.published import PAPER_C10_COLUMN
+    from service.bench.report import read_speed, write_report
+    from service.bench.scorefile import read_rows
+    from service.bench.summary import paper_target_kendall, read_summary, summarize, write_summary
+
+    meta_file = out / "run.json"
+    complete = meta_file.exists() and json.loads(meta_file.read_text()).get("complete", False)
+    rows = read_rows(out / "scores.csv") if complete else []
+    archs = list(dict.fromkeys(r.arch for r in rows))
+    summary = summarize(rows, archs) if rows else read_summary(out / "summary.csv")
+    if rows:
+        write_summary(out / "summary.csv", summary)
+    paper_taus = {
+        s["proxy"]: paper_target_kendall(rows, archs, s["proxy"], PAPER_C10_COLUMN[s["proxy"]][0])
+        for s in summary
+        if rows and s["proxy"] in PAPER_C10_COLUMN
+    }
+    files: list[Path] = []
+    if rows and plots:
+        files = _plots(out, rows, archs, summary)
+    elif not plots:
+        files = sorted(out.glob("tau_bars.png")) + sorted(out.glob("scatter_*.png"))
+    return write_report(out, summary, paper_taus, read_speed(out / "speed.csv"), files)
+
+
+def _plots(out: Path, rows: list[Any], archs: list[str], summary: list[dict[str, Any]]) -> list[Path]:
+    from service.bench.plots import scatter, tau_bars
+    from service.bench.scorefile import scores_by_proxy
+    from service.bench.truth import accuracies
+
+    acc = accuracies(archs, "cifar10_test")
+    scores = scores_by_proxy(rows)
+    files = [tau_bars(out / "tau_bars.png", summary)]
+    for s in summary:
+        values = [scores[s["proxy"]].get(a, float("nan")) for a in archs]
+        files.append(scatter(out / f"scatter_{s['proxy']}.png", s["proxy"], values, acc, s["kendall_cifar10"]))
+    return files

@@ -1,0 +1,135 @@
+"""Published NB201 rank correlations of each proxy, copied by hand from ``/work/shared/papers``.
+
+Every entry names its table. ``target`` says which accuracy the paper correlated against (from
+``/work/shared/notes``); ``PAPER_C10_COLUMN`` maps it to the closest ``nb201.csv`` column so the report can
+also show our tau against the paper's own target. ``None`` means the paper does not give the number.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+Triple = tuple[float | None, float | None, float | None]  # CIFAR-10, CIFAR-100, ImageNet16-120
+
+
+@dataclass(frozen=True)
+class Published:
+    """One paper's figures for one proxy on NB201."""
+
+    proxy: str
+    source: str
+    kendall: Triple
+    spearman: Triple
+    target: str
+    ms_per_arch: float | None = None
+    note: str = ""
+
+
+_NATS = "NATS-tss cifar10 ori-test / C100, IN16 x-test (mean over seeds)"
+_EPS = "NB201-v1.1 cifar10 ori-test / C100, IN16 x-test (mean over seeds), NaN archs omitted"
+_UNSTATED = "not stated (text: 'final validation accuracy')"
+_GSNR = "NB201-v1.0 C10 ori-test / C100, IN16 x-test (repo logs)"
+
+PUBLISHED: tuple[Published, ...] = (
+    Published(
+        "az_nas", "AZ-NAS paper, Table 1", (0.741, 0.723, 0.710), (0.913, 0.900, 0.886), _NATS, 42.7, "GPU runtime"
+    ),
+    Published(
+        "az_nas", "AZ-NAS notebook tss_general.ipynb (all 15,625)", (0.7409, None, None), (0.9127, None, None), _NATS
+    ),
+    Published("az_nas", "InTrain paper, Table 1", (0.712, 0.696, 0.673), (0.892, 0.880, 0.859), _UNSTATED),
+    Published("az_expressivity", "AZ-NAS paper, Table 4 (1)", (0.569, 0.563, 0.506), (None,) * 3, _NATS),
+    Published("az_progressivity", "AZ-NAS paper, Table 4 (2)", (0.521, 0.508, 0.489), (None,) * 3, _NATS),
+    Published("az_trainability", "AZ-NAS paper, Table 4 (3)", (0.349, 0.353, 0.407), (None,) * 3, _NATS),
+    Published("az_complexity", "AZ-NAS paper, Table 4 (4)", (0.578, 0.551, 0.517), (None,) * 3, _NATS),
+    Published(
+        "zico",
+        "AZ-NAS paper, Table 1 (official code re-run)",
+        (0.589, 0.590, 0.584),
+        (0.784, 0.785, 0.778),
+        _NATS,
+        372.8,
+        "GPU runtime",
+    ),
+    Published("zico", "xi-GSNR paper, Table 1", (0.610, 0.610, 0.600), (0.800, 0.810, 0.790), _GSNR),
+    Published("zico", "InTrain paper, Table 1", (0.607, 0.614, 0.587), (0.802, 0.809, 0.779), _UNSTATED),
+    Published("zico", "epsinas paper, Table 2", (0.61, 0.61, 0.60), (0.80, 0.81, 0.79), _EPS),
+    Published(
+        "xi_gsnr",
+        "xi-GSNR paper, Table 1",
+        (0.661, 0.658, 0.608),
+        (0.845, 0.840, 0.793),
+        _GSNR,
+        None,
+        "repo logs: tau 0.6609/0.6580/0.6081; about 1.3 s/arch on GPU from log timestamps",
+    ),
+    Published("intrain", "InTrain paper, Table 1", (0.669, 0.671, 0.675), (0.857, 0.861, 0.859), _UNSTATED),
+    Published(
+        "intrain_pr",
+        "InTrain paper, Table 3 (PR-only)",
+        (0.61, None, None),
+        (0.82, None, None),
+        _UNSTATED,
+        None,
+        "dataset not stated; CIFAR-10 assumed",
+    ),
+    Published(
+        "intrain_grad",
+        "InTrain paper, Table 3 (Grad-only)",
+        (0.63, None, None),
+        (0.83, None, None),
+        _UNSTATED,
+        None,
+        "dataset not stated; CIFAR-10 assumed",
+    ),
+    Published(
+        "intrain_add",
+        "InTrain paper, Table 3 (additive)",
+        (0.59, None, None),
+        (0.80, None, None),
+        _UNSTATED,
+        None,
+        "dataset not stated; CIFAR-10 assumed",
+    ),
+    Published("epsinas", "epsinas paper, Table 2", (0.69, 0.72, 0.67), (0.87, 0.89, 0.85), _EPS),
+    Published("params", "AZ-NAS paper, Table 1", (0.578, 0.552, 0.520), (0.753, 0.728, 0.691), _NATS),
+    Published("params", "xi-GSNR paper, Table 1", (0.576, 0.552, 0.519), (0.751, 0.727, 0.690), _GSNR),
+    Published("flops", "AZ-NAS paper, Table 1", (0.578, 0.551, 0.517), (0.753, 0.727, 0.691), _NATS),
+    Published("flops", "xi-GSNR paper, Table 1", (0.541, 0.517, 0.487), (0.733, 0.708, 0.673), _GSNR),
+    Published("flops", "InTrain paper, Table 1", (0.623, 0.586, 0.545), (0.799, 0.763, 0.718), _UNSTATED),
+)
+
+# The proxy's own paper (or, for ZiCo, which has no NB201 driver, the AZ-NAS re-run of its NB201 port).
+PRIMARY_SOURCE: dict[str, str] = {
+    "az_nas": "AZ-NAS paper, Table 1",
+    "zico": "AZ-NAS paper, Table 1 (official code re-run)",
+    "params": "AZ-NAS paper, Table 1",
+    "flops": "AZ-NAS paper, Table 1",
+}
+
+# The nb201.csv column closest to each paper's CIFAR-10 target, with how exact the match is.
+PAPER_C10_COLUMN: dict[str, tuple[str, str]] = {
+    "az_nas": ("cifar10_test", "exact"),
+    "az_expressivity": ("cifar10_test", "exact"),
+    "az_progressivity": ("cifar10_test", "exact"),
+    "az_trainability": ("cifar10_test", "exact"),
+    "az_complexity": ("cifar10_test", "exact"),
+    "zico": ("cifar10_test", "exact (AZ-NAS re-run)"),
+    "params": ("cifar10_test", "exact (AZ-NAS table)"),
+    "flops": ("cifar10_test", "exact (AZ-NAS table)"),
+    "epsinas": ("cifar10_test_nb201v11", "exact"),
+    "xi_gsnr": ("cifar10_test_nb201v11", "nearest (v1.0 not in nb201.csv)"),
+    "intrain": ("cifar10_valid", "assumed from the text"),
+    "intrain_pr": ("cifar10_valid", "assumed from the text"),
+    "intrain_grad": ("cifar10_valid", "assumed from the text"),
+    "intrain_add": ("cifar10_valid", "assumed from the text"),
+}
+
+
+def primary(proxy: str) -> Published | None:
+    """The headline published entry of ``proxy`` (its own paper first), or ``None``."""
+    entries = [p for p in PUBLISHED if p.proxy == proxy]
+    if not entries:
+        return None
+    wanted = PRIMARY_SOURCE.get(proxy)
+    return next((p for p in entries if p.source == wanted), entries[0])
