@@ -1,0 +1,108 @@
+"""``zcscore bench`` resumes: an interrupted run re-scores only the archs it had not finished."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from service.bench.scorefile import Journal, read_rows
+from service.cli import main
+
+ARGS = ["--proxies", "params,flops", "--threads", "1", "--no-progress", "--no-plots"]
+
+
+def _done_archs(path: Path, proxies: int = 2) -> dict[str, list[list[str]]]:
+    by_arch: dict[str, list[list[str]]] = {}
+    for row in read_rows(path):
+        by_arch.setdefault(row.arch, []).append(row.fields)
+    return {a: r for a, r in by_arch.items() if len(r) == proxies}
+
+
+def _meta(out: Path) -> dict:
+    return json.loads((out / "run.json").read_text())
+
+
+def test_kill_then_rerun_scores_only_the_rest(tmp_path: Path, data_dir: Path) -> None:
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "service.cli", "bench", *ARGS, "--sample", "120", "--seed", "7", "--out", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if (out / "scores.csv").exists() and len(_done_archs(out / "scores.csv")) >= 3:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "bench finished before it could be killed"
+    before = _done_archs(out / "scores.csv")
+    assert 3 <= len(before) < 120
+    assert not (out / "summary.csv").exists()
+
+    rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    meta = _meta(out)
+    assert meta["complete"] is True
+    assert meta["resumed_archs"] == len(before)
+    assert meta["scored_archs"] == 120 - len(before)
+    after = _done_archs(out / "scores.csv")
+    assert len(after) == 120 and len(read_rows(out / "scores.csv")) == 240
+    for arch, fields in before.items():  # resumed rows kept verbatim (timings included): not rescored
+        assert sorted(after[arch]) == sorted(fields)
+
+
+def test_limit_then_resume_in_process(tmp_path: Path, data_dir: Path) -> None:
+    out = tmp_path / "run"
+    base = ["bench", *ARGS, "--sample", "10", "--seed", "1", "--out", str(out)]
+    assert main([*base, "--limit", "4"]) == 3
+    first = _done_archs(out / "scores.csv")
+    assert len(first) == 4 and _meta(out)["complete"] is False
+    assert main(base) == 0
+    meta = _meta(out)
+    assert (meta["resumed_archs"], meta["scored_archs"]) == (4, 6)
+    final = _done_archs(out / "scores.csv")
+    assert len(final) == 10
+    assert all(sorted(final[a]) == sorted(f) for a, f in first.items())
+    assert main(base) == 0  # nothing left: re-running is free
+    assert (_meta(out)["resumed_archs"], _meta(out)["scored_archs"]) == (10, 0)
+
+
+def test_partial_lines_incomplete_archs_and_seed_guard(tmp_path: Path) -> None:
+    path = tmp_path / "scores.csv"
+    prov = json.dumps({"seed": 1, "proxy_version": 1}).replace('"', '""')
+    a, b, c = "|a|", "|b|", "|c|"
+    header = "arch,proxy,score,seconds,components,error,provenance\r\n"
+    good = "".join(f'{x},{p},1.0,0.01,,,"{prov}"\r\n' for x in (a, b) for p in ("params", "flops"))
+    incomplete = f'{c},params,1.0,0.01,,,"{prov}"\r\n'
+    path.write_text(header + good + incomplete + f"{c},flops,1.0,0.0")  # killed mid-line
+    journal = Journal(path, {"params": 1, "flops": 1}, seed=1)
+    assert journal.load([a, b, c]) == 1
+    assert set(journal.done) == {a, b} and journal.remaining([a, b, c, c]) == [c]
+    assert path.read_text().endswith("\n") and len(read_rows(path)) == 4  # cleaned for appending
+    with pytest.raises(ValueError, match="seed 1"):
+        Journal(path, {"params": 1, "flops": 1}, seed=2).load([a, b])
+    stale = Journal(path, {"params": 2, "flops": 1}, seed=1)  # params changed version: rescore
+    stale.load([a, b])
+    assert stale.done == {}
+
+
+def test_population_proxy_recomputed_over_the_whole_set(tmp_path: Path, data_dir: Path) -> None:
+    from service.bench.truth import sample_archs
+    from service.engine import Engine, ScoreConfig
+
+    common = ["--proxies", "az_nas", "--threads", "1", "--no-progress", "--no-plots", "--sample", "6", "--seed", "2"]
+    split = tmp_path / "split"
+    assert main(["bench", *common, "--out", str(split), "--limit", "3"]) == 3
+    assert main(["bench", *common, "--out", str(split)]) == 0
+    got = {(r.arch, r.proxy): r.score for r in read_rows(split / "scores.csv")}
+    assert len(got) == 6 * 5  # 4 components + az_nas per arch
+    archs = sample_archs(6, 2, data_dir)
+    want = {(r.arch, r.proxy): r.score for r in Engine(["az_nas"], ScoreConfig(threads=1)).score_archs(archs)}
+    assert all(got[k] == pytest.approx(v) for k, v in want.items())
