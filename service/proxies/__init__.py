@@ -1,3 +1,4 @@
-"""Proxy implementations; importing this package registers all of them (see ``catalog`` for specs)."""
+"""Proxy implementations. Importing this package stays torch-free (the API reads ``catalog`` through it);
+``registry.load_implementations()`` imports the modules below, whose decorators register every proxy."""
 
-from service.proxies import az_nas, cost, epsinas, gradients, intrain  # noqa: F401
+IMPLEMENTATION_MODULES = ("az_nas", "cost", "epsinas", "gradients", "intrain")

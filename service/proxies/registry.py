@@ -50,7 +50,12 @@ def pass_runner(kind: Pass) -> Callable[[PassFn], PassFn]:
 
 def load_implementations() -> None:
     """Import every proxy module so that its decorators run."""
-    import service.proxies  # noqa: F401
+    import importlib
+
+    from service.proxies import IMPLEMENTATION_MODULES
+
+    for module in IMPLEMENTATION_MODULES:
+        importlib.import_module(f"service.proxies.{module}")
 
 
 def get_impl(name: str) -> ProxyFn:
