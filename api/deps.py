@@ -1,0 +1,44 @@
+"""What routes depend on: the store, Redis and settings, opened once per app (in its lifespan)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+import redis
+from fastapi import Depends, Header, Request
+
+from api.errors import field_error
+from api.metrics import Metrics
+from service.settings import Settings
+from storage.store import SqlStore
+from workers.streams import Names
+
+
+@dataclass
+class Services:
+    """Long-lived resources of one app."""
+
+    settings: Settings
+    store: SqlStore
+    redis: redis.Redis
+    names: Names
+    metrics: Metrics
+
+
+def get_services(request: Request) -> Services:
+    """The app's services."""
+    return request.app.state.services  # type: ignore[no-any-return]
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def require_writer(services: ServicesDep, authorization: Annotated[str | None, Header()] = None) -> None:
+    """When API keys are configured, writes need ``Authorization: Bearer <key>``."""
+    keys = services.settings.api_keys
+    if not keys:
+        return
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or token.strip() not in keys:
+        raise field_error(["header", "authorization"], "missing or invalid bearer API key", 401, "auth")

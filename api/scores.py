@@ -1,0 +1,120 @@
+"""Read routes over the store: lookup, top-k (in SQL) and export."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+from fastapi.responses import Response
+
+from api.deps import ServicesDep
+from api.errors import field_error
+from api.schemas import Space, StoredScore, StoredScores
+from service.proxies.catalog import ProxySpec, get_spec
+from service.spaces.nb201 import ArchError, NB201Arch
+from storage.keys import decode_score, json_score
+from storage.models import Score
+
+router = APIRouter(prefix="/v1", tags=["scores"])
+
+
+def stored_proxy(name: str) -> ProxySpec:
+    """The spec of a proxy whose scores are stored (population proxies are per job); 422 otherwise."""
+    try:
+        spec = get_spec(name)
+    except KeyError as exc:
+        raise field_error(["query", "proxy"], str(exc).strip("\"'")) from None
+    if spec.population:
+        raise field_error(["query", "proxy"], f"{name!r} is a population proxy: read it from a job's scores")
+    return spec
+
+
+def stored(sc: Score) -> StoredScore:
+    """API view of a stored score."""
+    return StoredScore(
+        arch=sc.arch,
+        proxy=sc.proxy,
+        proxy_version=sc.proxy_version,
+        seed=sc.seed,
+        config_hash=sc.config_hash,
+        score=json_score(decode_score(sc.value, sc.kind)),
+        components=sc.components,
+        provenance=sc.provenance,
+        seconds=sc.seconds,
+    )
+
+
+@router.get("/scores")
+def lookup(
+    services: ServicesDep,
+    proxy: Annotated[str, Query(max_length=64)],
+    arch: Annotated[str, Query(max_length=200)],
+    space: Space = "nb201",
+) -> StoredScores:
+    """Stored scores of one arch (any isomorph) and proxy, over every seed/config."""
+    stored_proxy(proxy)
+    try:
+        arch_hash = NB201Arch.parse(arch).canonical_hash()
+    except ArchError as exc:
+        raise field_error(["query", "arch"], str(exc)) from None
+    return StoredScores(items=[stored(s) for s in services.store.lookup(space, proxy, arch_hash)])
+
+
+@router.get("/top")
+def top(
+    services: ServicesDep,
+    proxy: Annotated[str, Query(max_length=64)],
+    space: Space = "nb201",
+    k: Annotated[int, Query(ge=1, le=1000)] = 10,
+    seed: Annotated[int | None, Query(ge=0, le=2**31 - 1)] = None,
+) -> StoredScores:
+    """The ``k`` best stored archs of a proxy (ordered in SQL; +inf first, NaN excluded)."""
+    spec = stored_proxy(proxy)
+    rows = services.store.top(space, proxy, k, seed, descending=spec.higher_is_better)
+    return StoredScores(items=[stored(s) for s in rows])
+
+
+@router.get(
+    "/export",
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {}, "application/vnd.apache.parquet": {}}}},
+)
+def export(
+    services: ServicesDep,
+    space: Space = "nb201",
+    format: Literal["csv", "parquet"] = "csv",
+    proxy: Annotated[str | None, Query(max_length=64)] = None,
+) -> Response:
+    """Every stored score of a space as CSV (scores as nan/inf/-inf text) or Parquet (IEEE floats)."""
+    import pandas as pd
+
+    if proxy is not None:
+        stored_proxy(proxy)
+    rows = services.store.export(space, proxy)
+    frame = pd.DataFrame(
+        {
+            "arch": [r.arch for r in rows],
+            "proxy": [r.proxy for r in rows],
+            "proxy_version": [r.proxy_version for r in rows],
+            "seed": [r.seed for r in rows],
+            "config_hash": [r.config_hash for r in rows],
+            "score": [decode_score(r.value, r.kind) for r in rows],
+            "seconds": [r.seconds for r in rows],
+            "components": [json.dumps(r.components, sort_keys=True) for r in rows],
+            "provenance": [json.dumps(r.provenance, sort_keys=True) for r in rows],
+        }
+    )
+    if format == "parquet":
+        buf = io.BytesIO()
+        frame.to_parquet(buf, index=False)
+        return Response(
+            buf.getvalue(),
+            media_type="application/vnd.apache.parquet",
+            headers={"Content-Disposition": f'attachment; filename="{space}_scores.parquet"'},
+        )
+    text = frame.to_csv(index=False, float_format="%.17g", na_rep="nan")
+    return Response(
+        text, media_type="text/csv", headers={"Content-Disposition": f'attachment; filename="{space}_scores.csv"'}
+    )

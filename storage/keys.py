@@ -1,0 +1,55 @@
+"""Cache keys and score encoding, shared by the API and the workers (torch-free)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from typing import Any
+
+SCORE_DATA = "cifar10_subset"
+
+
+def config_dict(seed: int, num_classes: int = 10) -> dict[str, Any]:
+    """The score-relevant config, equal to ``ScoreConfig(seed, num_classes=...).cache_dict()``."""
+    return {"seed": seed, "num_classes": num_classes, "data": SCORE_DATA}
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """sha256 of the sorted JSON of a score-relevant config."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
+
+
+def cache_key_for(arch_hash: str, proxy: str, version: int, cfg_hash: str) -> str:
+    """The unique key of one stored score: canonical arch, proxy, proxy version and config."""
+    return hashlib.sha256(f"{arch_hash}|{proxy}|{version}|{cfg_hash}".encode()).hexdigest()
+
+
+def encode_score(value: float) -> tuple[float | None, str]:
+    """Split a float into a SQL-safe finite value and its kind (finite, nan, inf, -inf)."""
+    if math.isnan(value):
+        return None, "nan"
+    if math.isinf(value):
+        return None, "inf" if value > 0 else "-inf"
+    return float(value), "finite"
+
+
+def decode_score(value: float | None, kind: str) -> float:
+    """Inverse of :func:`encode_score`."""
+    if kind == "finite" and value is not None:
+        return float(value)
+    return {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}.get(kind, math.nan)
+
+
+def json_score(value: float) -> float | str | None:
+    """A score as JSON: null for NaN, the strings "inf"/"-inf" for infinities, else the float."""
+    if math.isnan(value):
+        return None
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return float(value)
+
+
+def json_components(components: dict[str, float]) -> dict[str, float | str | None]:
+    """Components with every value encoded by :func:`json_score`."""
+    return {k: json_score(float(v)) for k, v in components.items()}

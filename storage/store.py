@@ -1,0 +1,280 @@
+"""The score store: one SQLAlchemy implementation for SQLite and Postgres, picked by URL.
+
+Contract: scores are immutable and unique by ``cache_key`` (a DB constraint); ``insert_scores`` is
+idempotent (``ON CONFLICT DO NOTHING``). A job's progress is derived, never counted: a task is done when
+its cache key has a score, failed when it has an error and no score. The store is the source of truth;
+queues may lose messages and are rebuilt from :meth:`SqlStore.missing_tasks`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, case, create_engine, event, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import sessionmaker
+
+from storage.migrate import check_at_head, upgrade
+from storage.models import Job, JobTask, Score
+
+
+@dataclass(frozen=True)
+class TaskRow:
+    """One arch x task-proxy of a new job."""
+
+    position: int
+    arch: str
+    canonical: str
+    proxy: str
+    cache_key: str
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """Everything needed to create a job."""
+
+    space: str
+    proxies: list[str]
+    config: dict[str, Any]
+    config_hash: str
+    request_hash: str
+    idempotency_key: str | None
+    tasks: list[TaskRow]
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Counts of a job's arch x proxy tasks."""
+
+    id: str
+    total: int
+    done: int
+    failed: int
+
+    @property
+    def status(self) -> str:
+        """queued | running | done | failed (failed: finished with at least one failed task)."""
+        if self.done + self.failed >= self.total:
+            return "failed" if self.failed else "done"
+        return "running" if self.done + self.failed else "queued"
+
+
+class IdempotencyConflict(ValueError):
+    """The Idempotency-Key was used before with a different request body."""
+
+
+def make_engine(url: str) -> Engine:
+    """A SQLAlchemy engine; SQLite gets WAL and a busy timeout so several processes can share it."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        return engine
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+
+
+def open_store(url: str, migrate: bool = True) -> SqlStore:
+    """Open the store at ``url``; upgrade to head first (or refuse a stale schema when ``migrate`` is off)."""
+    engine = make_engine(url)
+    if migrate:
+        upgrade(engine)
+    else:
+        check_at_head(engine)
+    return SqlStore(engine)
+
+
+class SqlStore:
+    """Scores, jobs and tasks in one SQL database."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.session = sessionmaker(engine, expire_on_commit=False)
+
+    def _insert(self) -> Any:
+        return (postgresql if self.engine.dialect.name == "postgresql" else sqlite).insert
+
+    # jobs ---------------------------------------------------------------------------------------
+    def create_job(self, new: NewJob) -> tuple[str, bool]:
+        """Create a job (or return the one with the same Idempotency-Key); returns ``(id, created)``."""
+        if new.idempotency_key:
+            found = self._job_by_key(new.idempotency_key, new.request_hash)
+            if found:
+                return found, False
+        job_id = str(uuid.uuid4())
+        job = Job(
+            id=job_id,
+            idempotency_key=new.idempotency_key,
+            request_hash=new.request_hash,
+            space=new.space,
+            proxies=new.proxies,
+            config=new.config,
+            config_hash=new.config_hash,
+            total=len(new.tasks),
+            finished=False,
+        )
+        rows = [
+            {
+                "job_id": job_id,
+                "position": t.position,
+                "proxy": t.proxy,
+                "arch": t.arch,
+                "canonical": t.canonical,
+                "cache_key": t.cache_key,
+                "error": None,
+            }
+            for t in new.tasks
+        ]
+        try:
+            with self.session.begin() as s:
+                s.add(job)
+                s.flush()
+                for i in range(0, len(rows), 5000):
+                    s.execute(self._insert()(JobTask), rows[i : i + 5000])
+        except IntegrityError:
+            if new.idempotency_key:  # a concurrent request with the same key won the race
+                found = self._job_by_key(new.idempotency_key, new.request_hash)
+                if found:
+                    return found, False
+            raise
+        return job_id, True
+
+    def _job_by_key(self, key: str, request_hash: str) -> str | None:
+        with self.session() as s:
+            job = s.scalars(select(Job).where(Job.idempotency_key == key)).first()
+        if job is None:
+            return None
+        if job.request_hash != request_hash:
+            raise IdempotencyConflict(f"Idempotency-Key {key!r} was used with a different body")
+        return job.id
+
+    def get_job(self, job_id: str) -> Job | None:
+        """The job row, or None."""
+        with self.session() as s:
+            return s.get(Job, job_id)
+
+    def progress(self, job_id: str) -> Progress | None:
+        """Counts of done and failed tasks (None for an unknown job)."""
+        job = self.get_job(job_id)
+        if job is None:
+            return None
+        has_score = Score.id.is_not(None)
+        with self.session() as s:
+            done, failed = s.execute(
+                select(
+                    func.count(Score.id),
+                    func.coalesce(func.sum(case((has_score, 0), (JobTask.error.is_not(None), 1), else_=0)), 0),
+                )
+                .select_from(JobTask)
+                .outerjoin(Score, Score.cache_key == JobTask.cache_key)
+                .where(JobTask.job_id == job_id)
+            ).one()
+        return Progress(job_id, job.total, int(done), int(failed))
+
+    def job_rows(self, job_id: str) -> list[tuple[JobTask, Score | None]]:
+        """Every task of a job with its score (or None), ordered by arch position then proxy."""
+        with self.session() as s:
+            res = s.execute(
+                select(JobTask, Score)
+                .outerjoin(Score, Score.cache_key == JobTask.cache_key)
+                .where(JobTask.job_id == job_id)
+                .order_by(JobTask.position, JobTask.proxy)
+            ).all()
+        return [(t, sc) for t, sc in res]
+
+    def unfinished_jobs(self, limit: int = 1000) -> list[str]:
+        """Ids of jobs not yet marked finished, oldest first."""
+        with self.session() as s:
+            return list(s.scalars(select(Job.id).where(Job.finished.is_(False)).order_by(Job.created_at).limit(limit)))
+
+    def missing_tasks(self, job_id: str) -> list[JobTask]:
+        """Tasks of a job with neither a score nor an error (what still has to be computed)."""
+        with self.session() as s:
+            return list(
+                s.scalars(
+                    select(JobTask)
+                    .outerjoin(Score, Score.cache_key == JobTask.cache_key)
+                    .where(JobTask.job_id == job_id, Score.id.is_(None), JobTask.error.is_(None))
+                )
+            )
+
+    def mark_finished(self, job_id: str) -> None:
+        """Flag a job whose every task is done or failed (the reconciler skips it afterwards)."""
+        with self.session.begin() as s:
+            s.execute(update(Job).where(Job.id == job_id).values(finished=True))
+
+    def mark_failed(self, cache_keys: Iterable[str], error: str) -> int:
+        """Record ``error`` on every unfinished task with one of ``cache_keys``; returns rows updated."""
+        keys = list(cache_keys)
+        if not keys:
+            return 0
+        with self.session.begin() as s:
+            res = s.execute(
+                update(JobTask).where(JobTask.cache_key.in_(keys), JobTask.error.is_(None)).values(error=error[:2000])
+            )
+        return int(getattr(res, "rowcount", 0) or 0)
+
+    # scores -------------------------------------------------------------------------------------
+    def existing_keys(self, cache_keys: Sequence[str]) -> set[str]:
+        """The subset of ``cache_keys`` that already have a stored score."""
+        found: set[str] = set()
+        keys = list(dict.fromkeys(cache_keys))
+        with self.session() as s:
+            for i in range(0, len(keys), 1000):
+                found.update(s.scalars(select(Score.cache_key).where(Score.cache_key.in_(keys[i : i + 1000]))))
+        return found
+
+    def insert_scores(self, rows: Sequence[dict[str, Any]]) -> int:
+        """Insert score rows (dicts of :class:`Score` columns), skipping existing keys; returns rows new."""
+        if not rows:
+            return 0
+        stmt = self._insert()(Score).on_conflict_do_nothing(index_elements=["cache_key"])
+        with self.session.begin() as s:
+            res = s.execute(stmt, list(rows))
+        return int(getattr(res, "rowcount", 0) or 0)
+
+    def lookup(self, space: str, proxy: str, arch_hash: str) -> list[Score]:
+        """Stored scores of one canonical arch and proxy, over every config."""
+        with self.session() as s:
+            return list(
+                s.scalars(
+                    select(Score)
+                    .where(Score.space == space, Score.proxy == proxy, Score.arch_hash == arch_hash)
+                    .order_by(Score.seed, Score.id)
+                )
+            )
+
+    def top(self, space: str, proxy: str, k: int, seed: int | None = None, descending: bool = True) -> list[Score]:
+        """The best ``k`` scores of a proxy (+inf first, NaN never), ordered in SQL."""
+        rank = case((Score.kind == "inf", 2), (Score.kind == "finite", 1), else_=0)
+        order = [rank.desc(), Score.value.desc()] if descending else [rank.asc(), Score.value.asc()]
+        q = select(Score).where(Score.space == space, Score.proxy == proxy, Score.kind != "nan")
+        if seed is not None:
+            q = q.where(Score.seed == seed)
+        with self.session() as s:
+            return list(s.scalars(q.order_by(*order, Score.id).limit(k)))
+
+    def export(self, space: str, proxy: str | None = None) -> list[Score]:
+        """Every stored score of a space (optionally one proxy)."""
+        q = select(Score).where(Score.space == space)
+        if proxy:
+            q = q.where(Score.proxy == proxy)
+        with self.session() as s:
+            return list(s.scalars(q.order_by(Score.proxy, Score.arch, Score.seed)))
+
+    def ping(self) -> bool:
+        """True when the database answers."""
+        with self.engine.connect() as conn:
+            return conn.execute(select(1)).scalar() == 1

@@ -1,0 +1,282 @@
+"""The dispatcher: Redis Stream (consumer group) -> pool of Ray actors -> store -> XACK.
+
+Delivery is at-least-once and the store makes it exactly-once: scores are unique by cache key and
+inserted with ``ON CONFLICT DO NOTHING``, and a message whose scores already exist is acked unscored.
+Every start of a task increments its attempt counter; past ``max_deliveries`` it goes to the dead-letter
+stream and its job tasks are marked failed. Entries left pending by a dead dispatcher are reclaimed with
+XAUTOCLAIM; a live dispatcher refreshes its own in-flight entries so they are not stolen. A failed batch
+is split: each arch is re-enqueued to be scored alone. The reconciler (one at a time, under a Redis
+lock) re-enqueues what the store says is missing whenever a job's "enqueued" marker is gone, e.g.
+after Redis lost its data.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from service.proxies.catalog import get_spec
+from service.settings import Settings
+from service.spaces.nb201 import NB201Arch
+from storage.keys import cache_key_for, config_hash, encode_score
+from storage.store import SqlStore
+from workers.pool import ActorPool
+from workers.streams import GROUP, Names, TaskMessage, enqueue, ensure_group, group_messages
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Pending:
+    """A message read from the stream, with its cache keys."""
+
+    entry_id: str
+    msg: TaskMessage
+    keys: dict[str, str]  # proxy -> cache key
+
+
+def task_keys(msg: TaskMessage) -> dict[str, str]:
+    """Cache key of every proxy of a message."""
+    arch_hash = NB201Arch.parse(msg.arch).canonical_hash()
+    cfg = config_hash(msg.config)
+    return {p: cache_key_for(arch_hash, p, get_spec(p).version, cfg) for p in msg.proxies}
+
+
+def score_row(msg: TaskMessage, key: str, rec: dict[str, Any]) -> dict[str, Any]:
+    """A ``scores`` row from an actor record."""
+    value, kind = encode_score(rec["score"])
+    comps = {k: (v if encode_score(v)[1] == "finite" else encode_score(v)[1]) for k, v in rec["components"].items()}
+    arch = NB201Arch.parse(msg.arch)
+    return {
+        "cache_key": key,
+        "space": msg.space,
+        "arch": arch.canonical().to_str(),
+        "arch_hash": arch.canonical_hash(),
+        "proxy": rec["proxy"],
+        "proxy_version": get_spec(rec["proxy"]).version,
+        "config_hash": config_hash(msg.config),
+        "seed": int(msg.config["seed"]),
+        "value": value,
+        "kind": kind,
+        "components": comps,
+        "provenance": rec["provenance"],
+        "seconds": rec["seconds"],
+    }
+
+
+class Dispatcher:
+    """Moves tasks from the stream to the actors and results to the store."""
+
+    def __init__(
+        self, settings: Settings, store: SqlStore, r: redis.Redis, pool: ActorPool, consumer: str | None = None
+    ) -> None:
+        self.s = settings
+        self.store = store
+        self.r = r
+        self.pool = pool
+        self.names = Names(settings.redis_prefix)
+        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
+        self.buffer: list[Pending] = []
+        self._next = {"claim": 0.0, "refresh": 0.0, "reconcile": 0.0}
+        self.scored = 0
+
+    # main loop ----------------------------------------------------------------------------------
+    def run(self, stop: threading.Event) -> None:
+        """Loop until ``stop`` is set; survives Redis outages (retries until it is back)."""
+        log.info("dispatcher %s started", self.consumer)
+        group_ok = False
+        while not stop.is_set():
+            try:
+                if not group_ok:
+                    ensure_group(self.r, self.names)
+                    group_ok = True
+                self.step()
+            except redis.ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                group_ok = False
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                log.warning("redis unavailable (%s); retrying", exc)
+                group_ok = False
+                self._drain_results(0.5)
+                time.sleep(0.5)
+
+    def step(self) -> None:
+        """One iteration: reclaim, read, submit, collect, reconcile."""
+        now = time.monotonic()
+        if now >= self._next["claim"]:
+            self._next["claim"] = now + max(self.s.claim_idle_s / 2, 0.5)
+            self._autoclaim()
+        if now >= self._next["refresh"]:
+            self._next["refresh"] = now + max(self.s.claim_idle_s / 3, 0.5)
+            self._refresh_inflight()
+        if now >= self._next["reconcile"]:
+            self._next["reconcile"] = now + self.s.reconcile_interval_s
+            self.reconcile()
+        free = self.pool.free()
+        want = len(free) * self.s.batch_size - len(self.buffer)
+        if free and want > 0:
+            block = 0 if self.pool.busy() or self.buffer else 500
+            self._read(want, block)
+        self._assign()
+        self._drain_results(0.05 if self.pool.busy() else 0.0)
+
+    def _read(self, count: int, block_ms: int) -> None:
+        resp = self.r.xreadgroup(GROUP, self.consumer, {self.names.tasks: ">"}, count=count, block=block_ms or None)
+        entries = [(eid, f) for _, items in (resp or []) for eid, f in items]
+        self._accept(entries)
+
+    def _autoclaim(self) -> None:
+        idle_ms = int(self.s.claim_idle_s * 1000)
+        start = "0-0"
+        while True:
+            res = self.r.xautoclaim(self.names.tasks, GROUP, self.consumer, idle_ms, start_id=start, count=100)
+            start, entries = res[0], res[1]
+            entries = [(eid, f) for eid, f in entries if f]
+            if entries:
+                log.info("reclaimed %d stale entries", len(entries))
+                self._accept(entries)
+            if start in (b"0-0", "0-0"):
+                break
+
+    def _refresh_inflight(self) -> None:
+        """Reset the idle time of our own pending entries so no one reclaims live work."""
+        ids = [p.entry_id for p in self.buffer]
+        for slot in self.pool.busy():
+            if slot.call:
+                ids.extend(p.entry_id for p in slot.call.payload)
+        if ids:
+            self.r.xclaim(self.names.tasks, GROUP, self.consumer, 0, ids, justid=True)
+
+    def _accept(self, entries: list[tuple[Any, dict[Any, Any]]]) -> None:
+        """Skip already-scored work, count attempts, dead-letter exhausted tasks, buffer the rest."""
+        if not entries:
+            return
+        pending = []
+        for eid, fields in entries:
+            eid = eid.decode() if isinstance(eid, bytes) else eid
+            try:
+                msg = TaskMessage.from_fields(fields)
+                pending.append(Pending(eid, msg, task_keys(msg)))
+            except Exception as exc:  # malformed entry: dead-letter it
+                self.r.xadd(self.names.dead, {"entry": eid, "error": f"malformed: {exc}"})
+                self.r.xack(self.names.tasks, GROUP, eid)
+        existing = self.store.existing_keys([k for p in pending for k in p.keys.values()])
+        for p in pending:
+            left = tuple(q for q in p.msg.proxies if p.keys[q] not in existing)
+            if not left:
+                self._ack([p])
+                continue
+            p.msg = TaskMessage(p.msg.space, p.msg.arch, left, p.msg.config, p.msg.solo)
+            p.keys = {q: p.keys[q] for q in left}
+            attempts = int(self.r.hincrby(self.names.attempts, p.msg.task_id, 1))
+            if attempts > self.s.max_deliveries:
+                self._dead_letter(p)
+            else:
+                self.buffer.append(p)
+
+    def _assign(self) -> None:
+        for slot in self.pool.free():
+            if not self.buffer:
+                return
+            first = self.buffer.pop(0)
+            batch = [first]
+            if not first.msg.solo:
+                same = [
+                    p
+                    for p in self.buffer
+                    if not p.msg.solo and p.msg.proxies == first.msg.proxies and p.msg.config == first.msg.config
+                ][: self.s.batch_size - 1]
+                for p in same:
+                    self.buffer.remove(p)
+                batch.extend(same)
+            timeout = self.s.arch_timeout_s * len(batch)
+            self.pool.submit(slot, batch, first.msg.proxies, first.msg.config, [p.msg.arch for p in batch], timeout)
+
+    def _drain_results(self, timeout: float) -> None:
+        for batch, records, error in self.pool.poll(timeout):
+            if error is None and records is not None:
+                self._commit(batch, records)
+            else:
+                self._retry(batch, error or "unknown error")
+
+    # outcomes -----------------------------------------------------------------------------------
+    def _commit(self, batch: list[Pending], records: list[dict[str, Any]]) -> None:
+        by_arch = {p.msg.arch: p for p in batch}
+        rows, failed = [], []
+        for rec in records:
+            p = by_arch[rec["arch"]]
+            key = p.keys[rec["proxy"]]
+            if rec["error"]:
+                failed.append((key, rec["error"]))
+            else:
+                rows.append(score_row(p.msg, key, rec))
+        self.store.insert_scores(rows)
+        for key, err in failed:
+            self.store.mark_failed([key], err)
+        self.scored += len(rows)
+        self._ack(batch)
+
+    def _retry(self, batch: list[Pending], error: str) -> None:
+        """Re-enqueue each arch of a failed batch to be scored alone; attempts carry over."""
+        log.warning("batch of %d failed: %s", len(batch), error)
+        pipe = self.r.pipeline(transaction=False)
+        for p in batch:
+            pipe.hset(self.names.errors, p.msg.task_id, error)
+            solo = TaskMessage(p.msg.space, p.msg.arch, p.msg.proxies, p.msg.config, solo=True)
+            pipe.xadd(self.names.tasks, solo.fields())  # type: ignore[arg-type]
+            pipe.hset(self.names.attempts, solo.task_id, self.r.hget(self.names.attempts, p.msg.task_id) or 1)
+            pipe.xack(self.names.tasks, GROUP, p.entry_id)
+        pipe.execute()
+
+    def _dead_letter(self, p: Pending) -> None:
+        raw = self.r.hget(self.names.errors, p.msg.task_id)
+        error = raw.decode() if isinstance(raw, bytes) else (raw or "exceeded max deliveries")
+        error = f"failed {self.s.max_deliveries} times; last error: {error}"
+        self.r.xadd(self.names.dead, {**p.msg.fields(), "entry": p.entry_id, "error": error[:2000]})
+        self.store.mark_failed(p.keys.values(), error)
+        log.error("dead-lettered %s: %s", p.msg.arch, error)
+        self._ack([p])
+
+    def _ack(self, batch: list[Pending]) -> None:
+        pipe = self.r.pipeline(transaction=False)
+        for p in batch:
+            pipe.xack(self.names.tasks, GROUP, p.entry_id)
+            pipe.hdel(self.names.attempts, p.msg.task_id)
+            pipe.hdel(self.names.errors, p.msg.task_id)
+        pipe.execute()
+
+    # reconciliation -----------------------------------------------------------------------------
+    def reconcile(self) -> int:
+        """Finish complete jobs and re-enqueue the missing tasks of jobs whose marker is gone."""
+        if not self.r.set(
+            self.names.reconcile_lock, self.consumer, nx=True, ex=max(int(self.s.reconcile_interval_s), 1)
+        ):
+            return 0
+        requeued = 0
+        for job_id in self.store.unfinished_jobs():
+            prog = self.store.progress(job_id)
+            if prog is None:
+                continue
+            if prog.done + prog.failed >= prog.total:
+                self.store.mark_finished(job_id)
+                self.r.delete(self.names.enqueued(job_id))
+                continue
+            if self.r.exists(self.names.enqueued(job_id)):
+                continue
+            job = self.store.get_job(job_id)
+            missing = self.store.missing_tasks(job_id)
+            if job is None or not missing:
+                continue
+            self.r.set(self.names.enqueued(job_id), "1", ex=7 * 86400)
+            msgs = group_messages(job.space, job.config, [(t.canonical, t.proxy) for t in missing])
+            requeued += enqueue(self.r, self.names, msgs)
+            log.info("reconciler re-enqueued %d archs of job %s", len(msgs), job_id)
+        return requeued
