@@ -237,7 +237,12 @@ def render(out: Path, plots: bool = True) -> Path:
         files = _plots(out, rows, archs, summary)
     elif not plots:
         files = sorted(out.glob("tau_bars.png")) + sorted(out.glob("scatter_*.png"))
-    return write_report(out, summary, paper_taus, read_speed(out / "speed.csv"), files)
+    errors: dict[str, tuple[int, str]] = {}
+    for r in rows:
+        if r.error:
+            n, first = errors.get(r.proxy, (0, r.error))
+            errors[r.proxy] = (n + 1, first)
+    return write_report(out, summary, paper_taus, read_speed(out / "speed.csv"), files, errors)
 
 
 def _plots(out: Path, rows: list[Any], archs: list[str], summary: list[dict[str, Any]]) -> list[Path]:

@@ -98,8 +98,9 @@ def write_report(
     paper_taus: dict[str, float],
     speed: Sequence[dict[str, str]],
     plots: Sequence[Path],
+    errors: dict[str, tuple[int, str]] | None = None,
 ) -> Path:
-    """Write ``out/report.md`` from the summary, the paper-target taus, speed rows and plot files."""
+    """Write ``out/report.md`` from the summary, paper-target taus, speed rows, plots and error counts."""
     meta_file = out / "run.json"
     meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
     excluded = ", ".join(p for p, v in NAN_POLICY.items() if v == EXCLUDE)
@@ -120,6 +121,9 @@ def write_report(
             *correlation_table(summary),
             "",
         ]
+    if errors:
+        lines += ["Archs whose proxy raised (scored NaN, then handled by the policy above):", ""]
+        lines += [f"- {p}: {n} (first: `{msg}`)" for p, (n, msg) in errors.items()] + [""]
     if paper_taus:
         lines += [
             "## CIFAR-10 τ against each paper's own target column",
