@@ -13,9 +13,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Serve the API with uvicorn until interrupted."""
+    import sys
+
     import uvicorn
 
     from api.app import create_app
+    from service.settings import get_settings
 
+    if not get_settings().redis_url:
+        sys.stderr.write("zcscore api: set ZCSCORE_REDIS_URL (shared with the dispatchers), or use `zcscore serve`\n")
+        return 2
     uvicorn.run(create_app(), host=args.host, port=args.port, log_level="warning")
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
@@ -44,6 +45,15 @@ def stored(sc: Score) -> StoredScore:
         provenance=sc.provenance,
         seconds=sc.seconds,
     )
+
+
+def _csv_score(value: float) -> str:
+    """CSV text of a score: nan, inf, -inf or the shortest exact repr."""
+    if math.isnan(value):
+        return "nan"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return repr(float(value))
 
 
 @router.get("/scores")
@@ -114,7 +124,8 @@ def export(
             media_type="application/vnd.apache.parquet",
             headers={"Content-Disposition": f'attachment; filename="{space}_scores.parquet"'},
         )
-    text = frame.to_csv(index=False, float_format="%.17g", na_rep="nan")
+    frame["score"] = frame["score"].map(_csv_score)
+    text = frame.to_csv(index=False)
     return Response(
         text, media_type="text/csv", headers={"Content-Disposition": f'attachment; filename="{space}_scores.csv"'}
     )

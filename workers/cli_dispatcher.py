@@ -1,0 +1,53 @@
+"""``zcscore dispatcher``: a dispatcher and its Ray scoring actors (cluster mode)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``zcscore dispatcher`` (the rest comes from ZCSCORE_* settings)."""
+    parser.add_argument("--workers", type=int, default=None, help="scoring actors (default ZCSCORE_WORKERS)")
+    parser.add_argument("--gpus-per-worker", type=float, default=None, help="GPU fraction per actor")
+    parser.add_argument("--ray-cpus", type=int, default=None, help="CPUs of a local Ray (no RAY_ADDRESS)")
+    parser.add_argument("--consumer", default=None, help="consumer name in the Redis group (default host-pid)")
+
+
+def apply_overrides(args: argparse.Namespace) -> object:
+    """Settings from the environment with the command-line overrides applied."""
+    from service.settings import get_settings
+
+    s = get_settings()
+    if args.workers is not None:
+        s.workers = args.workers
+    if args.gpus_per_worker is not None:
+        s.gpus_per_worker = args.gpus_per_worker
+    if s.gpus_per_worker and s.device == "cpu":
+        s.device = "cuda"
+    return s
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run until SIGINT/SIGTERM."""
+    from workers.runtime import build_dispatcher, init_ray
+
+    settings = apply_overrides(args)
+    if not settings.redis_url:  # type: ignore[attr-defined]
+        sys.stderr.write("zcscore dispatcher: set ZCSCORE_REDIS_URL (the API's Redis)\n")
+        return 2
+    init_ray(settings, args.ray_cpus)  # type: ignore[arg-type]
+    dispatcher = build_dispatcher(settings, args.consumer)  # type: ignore[arg-type]
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        dispatcher.run(stop)
+    finally:
+        dispatcher.pool.shutdown()
+    return 0
