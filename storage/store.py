@@ -241,9 +241,11 @@ class SqlStore:
         if not rows:
             return 0
         stmt = self._insert()(Score).on_conflict_do_nothing(index_elements=["cache_key"])
+        keys = [r["cache_key"] for r in rows]
         with self.session.begin() as s:
-            res = s.execute(stmt, list(rows))
-        return int(getattr(res, "rowcount", 0) or 0)
+            before = set(s.scalars(select(Score.cache_key).where(Score.cache_key.in_(keys))))
+            s.execute(stmt, list(rows))
+        return len(set(keys) - before)  # (executemany rowcount is unreliable on SQLite)
 
     def lookup(self, space: str, proxy: str, arch_hash: str) -> list[Score]:
         """Stored scores of one canonical arch and proxy, over every config."""
