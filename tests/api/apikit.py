@@ -1,0 +1,68 @@
+"""Serve the real API app over HTTP for tests: uvicorn thread, real Redis (unique key prefix), SQLite file."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+REDIS_URL = os.environ.get("ZCSCORE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def free_port() -> int:
+    """A free TCP port on loopback."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    """A running API: its base URL, settings and an HTTP client."""
+
+    url: str
+    settings: object
+    client: httpx.Client
+    redis: redis.Redis
+
+
+def serve(tmp: Path, **overrides: object) -> Iterator[Server]:
+    """Run ``create_app(settings)`` under uvicorn in a thread until the generator is closed."""
+    import uvicorn
+
+    from api.app import create_app
+    from service.settings import Settings
+
+    r = redis.Redis.from_url(REDIS_URL)
+    try:
+        r.ping()
+    except redis.ConnectionError:
+        pytest.skip(f"Redis not reachable at {REDIS_URL}")
+    prefix = f"zcstest-{uuid.uuid4().hex[:10]}"
+    settings = Settings(
+        home=tmp, database_url=f"sqlite:///{tmp / 'api.db'}", redis_url=REDIS_URL, redis_prefix=prefix, **overrides
+    )
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while not server.started and time.time() < deadline:
+        time.sleep(0.05)
+    url = f"http://127.0.0.1:{port}"
+    with httpx.Client(base_url=url, timeout=30) as client:
+        yield Server(url, settings, client, r)
+    server.should_exit = True
+    thread.join(timeout=10)
+    keys = list(r.scan_iter(match=f"{prefix}:*"))
+    if keys:
+        r.delete(*keys)
