@@ -14,6 +14,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "score": ("service.commands.score", "score NB201 archs with proxies, write long-format CSV"),
     "proxies": ("service.commands.proxies", "list the registered proxies"),
+    "search": ("service.commands.search", "training-free search on NB201 with a proxy as fitness"),
     "bench": ("service.bench.cli", "fidelity and speed report of proxies on NB201"),
     "serve": ("workers.cli_serve", "run API + dispatcher + local Ray workers on embedded defaults"),
     "api": ("api.cli", "run the HTTP API alone (cluster mode)"),
