@@ -9,8 +9,10 @@ Choices beyond the official code (which only runs NB201 and crashes on non-finit
 * every random draw is made on the CPU generator in the official order and moved to the device, so the
   scores do not depend on the device or on the memory layout;
 * the Rademacher signs are drawn with ``torch.randint(0, 2**24)``, which reads the generator exactly as
-  ``torch.bernoulli(0.5)`` does (one 32-bit word per element, success iff the low 24 bits < 2**23) but
-  about 3x faster; a test pins the equivalence;
+  ``torch.bernoulli(0.5)`` does (one 32-bit word per element, success iff the low 24 bits < 2**23) and
+  turned into ±1.0 by moving bit 23 into the float sign bit; a test pins the equivalence;
+* a reduction block's VJP is unshuffled straight into ``(B*H*W, 4C)`` rows (one copy, PixelUnshuffle's
+  channel order); generic modules may reduce H and W by different integer factors;
 * a non-finite covariance or VJP matrix gives NaN for that feature/block (so -inf) instead of an error;
 * modules without ``extract_cell_features`` use, as features, the outputs of their top-level children
   applied in sequence (``[x, module(x)]`` for a module with fewer than two children); outputs of rank 2
@@ -31,6 +33,7 @@ from service.proxies.registry import pass_runner, proxy
 
 BATCH, RESOLUTION = 64, 32
 _HALF = 1 << 23  # randint(0, 2**24) < 2**23  <=>  bernoulli(0.5) == 1
+_ONE_F32 = 0x3F800000  # bit pattern of float32 1.0
 
 
 def _kaiming_fanin(m: nn.Module) -> None:
@@ -55,12 +58,19 @@ def reinit_kaiming_fanin(net: nn.Module) -> nn.Module:
     return net.apply(_kaiming_fanin)
 
 
-def rademacher(shapes: list[torch.Size]) -> list[torch.Tensor]:
+def rademacher(shapes: list[torch.Size], channels_last: bool = False) -> list[torch.Tensor]:
     """±1 tensors, bit-identical to successive ``(torch.bernoulli(0.5*ones(s)) - 0.5) * 2`` on the CPU RNG."""
     sizes = [math.prod(s) for s in shapes]
     bits = torch.randint(0, 1 << 24, (sum(sizes),), dtype=torch.int32)
-    signs = (bits < _HALF).to(torch.float32).mul_(2.0).sub_(1.0)
-    return [t.view(s) for t, s in zip(signs.split(sizes), shapes)]
+    out = []
+    for chunk, shape in zip(bits.split(sizes), shapes):
+        word = chunk.view(shape)
+        if channels_last and len(shape) == 4:
+            word = word.contiguous(memory_format=torch.channels_last)
+        # bit 23 set <=> bernoulli gave 0 <=> -1: move it to the sign bit of the float 1.0 (0x3F800000)
+        word.bitwise_and_(_HALF).bitwise_left_shift_(8).bitwise_or_(_ONE_F32)
+        out.append(word.view(torch.float32))
+    return out
 
 
 def as_bchw(t: torch.Tensor) -> torch.Tensor:
@@ -102,6 +112,13 @@ def eigen_entropy(sigmas: torch.Tensor) -> torch.Tensor:
     return torch.where(ok, ent, math.nan)
 
 
+def unshuffled_rows(g: torch.Tensor, rh: int, rw: int) -> torch.Tensor:
+    """``rows(pixel_unshuffle(g))`` in one copy: ``(B*H/rh*W/rw, C*rh*rw)``, PixelUnshuffle's channel order."""
+    b, c, h, w = g.shape
+    blocks = g.reshape(b, c, h // rh, rh, w // rw, rw).permute(0, 2, 4, 1, 3, 5)
+    return blocks.reshape(-1, c * rh * rw)
+
+
 def top_singular_value(g_in: torch.Tensor, g_out: torch.Tensor) -> torch.Tensor | None:
     """Largest singular value of ``G_inᵀ G_out / (B*H*W)``; reduction blocks unshuffled to the output size.
 
@@ -109,15 +126,10 @@ def top_singular_value(g_in: torch.Tensor, g_out: torch.Tensor) -> torch.Tensor 
     """
     g_in, g_out = as_bchw(g_in), as_bchw(g_out)
     (hi, wi), (ho, wo) = g_in.shape[2:], g_out.shape[2:]
-    if (hi, wi) != (ho, wo):
-        if hi % ho or wi % wo:
-            return None
-        if hi // ho == wi // wo:
-            g_in = nn.functional.pixel_unshuffle(g_in, hi // ho)
-        else:  # unequal factors: space-to-depth by hand (channel order does not change singular values)
-            b, c = g_in.shape[:2]
-            g_in = g_in.reshape(b, c, ho, hi // ho, wo, wi // wo).permute(0, 1, 3, 5, 2, 4).reshape(b, -1, ho, wo)
-    mat = torch.mm(rows(g_in).t(), rows(g_out)) / (g_out.shape[0] * ho * wo)
+    if hi % ho or wi % wo:
+        return None
+    x = rows(g_in) if (hi, wi) == (ho, wo) else unshuffled_rows(g_in, hi // ho, wi // wo)
+    mat = torch.mm(x.t(), rows(g_out)) / (g_out.shape[0] * ho * wo)
     if mat.shape[0] < mat.shape[1]:
         mat = mat.t()
     safe, ok = _finite_or_zero(mat)
@@ -159,13 +171,11 @@ def _entropies(feats: list[torch.Tensor]) -> list[float]:
 def _trainability(feats: list[torch.Tensor], device: torch.device, channels_last: bool) -> list[float]:
     """Score of blocks L..1 (in that order, as the RNG is consumed): σ-score, or -inf for identity blocks."""
     order = list(reversed(range(1, len(feats))))
-    signs = rademacher([feats[i].shape for i in order])
+    signs = rademacher([feats[i].shape for i in order], channels_last)
     sigmas: list[torch.Tensor] = []
     identity: list[bool] = []
     for i, g_out in zip(order, signs):
         g_out = g_out.to(device, non_blocking=True)
-        if channels_last and g_out.dim() == 4:
-            g_out = g_out.contiguous(memory_format=torch.channels_last)
         (g_in,) = torch.autograd.grad(feats[i], feats[i - 1], grad_outputs=g_out, allow_unused=True)
         g_in = torch.zeros_like(feats[i - 1]) if g_in is None else g_in
         ident = g_in.shape == g_out.shape and torch.equal(g_in, g_out)

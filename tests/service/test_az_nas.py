@@ -87,10 +87,20 @@ def test_rademacher_reads_the_rng_exactly_as_bernoulli():
     torch.manual_seed(11)
     expected = [(torch.bernoulli(torch.ones(s) * 0.5) - 0.5) * 2 for s in shapes]
     state_after = torch.get_rng_state()
-    torch.manual_seed(11)
-    got = az_nas.rademacher(shapes)
-    assert all(torch.equal(a, b) for a, b in zip(got, expected))
-    assert torch.equal(torch.get_rng_state(), state_after)
+    for channels_last in (False, True):
+        torch.manual_seed(11)
+        got = az_nas.rademacher(shapes, channels_last)
+        assert all(torch.equal(a, b) for a, b in zip(got, expected))
+        assert torch.equal(torch.get_rng_state(), state_after)
+    assert got[0].is_contiguous(memory_format=torch.channels_last)
+
+
+def test_unshuffled_rows_is_pixel_unshuffle_then_rows():
+    g = torch.randn(2, 3, 8, 6)
+    expected = az_nas.rows(nn.functional.pixel_unshuffle(g, 2))
+    for layout in (torch.contiguous_format, torch.channels_last):
+        assert torch.equal(az_nas.unshuffled_rows(g.contiguous(memory_format=layout), 2, 2), expected)
+    assert az_nas.unshuffled_rows(g, 4, 2).shape == (2 * 2 * 3, 3 * 8)
 
 
 def test_reinit_follows_model_apply_order_whatever_the_layout():
