@@ -196,3 +196,13 @@ def test_channels_last_agrees_with_contiguous():
     fast = _scores(Engine(AZ, ScoreConfig(channels_last=True)).score_archs([arch]))
     for name in AZ:
         assert fast[name] == pytest.approx(plain[name], rel=1e-3, abs=1e-4), name
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_scores_match_cpu():
+    arch = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_1x1~1|+|skip_connect~0|avg_pool_3x3~1|nor_conv_3x3~2|"
+    cpu = _scores(Engine(AZ, ScoreConfig(channels_last=False)).score_archs([arch]))
+    cuda = _scores(Engine(AZ, ScoreConfig(device="cuda")).score_archs([arch]))
+    for name in AZ:  # same random draws; only the arithmetic differs (cuDNN, TF32 by default)
+        assert cuda[name] == pytest.approx(cpu[name], rel=1e-2), name
