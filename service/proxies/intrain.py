@@ -1,1 +1,246 @@
-"""Placeholder: implemented by its owner."""
+"""InTrain (Zhou et al., CVPR 2026, arXiv 2606.18676): intrinsic trainability, plus its paper ablations.
+
+No official code exists; this is a literal reading of the paper (Sec. 3 and 4.2). One pass serves all four
+proxies: one forward with covariance hooks and one backward of the mean cross-entropy.
+
+* Input: 64 images 3x64x64 ~ N(0,1) drawn on the CPU generator right after the engine's restore, then
+  random labels ``randint(0, K)`` on the same generator (K = output width), moved to the device.
+* Capacity ``gamma = sum_l log PR(C_l)``, ``PR = (tr C)^2 / tr(C^2)``, ``C_l`` the centred covariance of
+  layer l's output over channels (N,C,H,W -> N*H*W x C), divided by N_eff, plus ``1e-10 * I`` (eq. 3).
+  Traces are closed form (``tr C^2 = ||C||_F^2``), so no eigendecomposition; statistics in float64.
+* Resilience ``o = sum_i min(1, std(g_i) / (max|g_i| + 1e-10))`` over parameter tensors with a gradient.
+* ``intrain = gamma * (1 + o) / log(L + 1)`` with L = number of captured layers (eq. 8);
+  ``intrain_pr = gamma``, ``intrain_grad = o``, ``intrain_add = gamma + o`` (Sec. 3.4, "gamma + o": the
+  paper gives the additive form without the depth normaliser).
+
+Choices the paper leaves open (kept: the first of each). Measured on 80 NB201 archs (``scripts/intrain_ablation.py``,
+Kendall tau vs ``nb201.csv:cifar10_test``; see the report table in ``MEASURED``):
+
+* layers: every ``Conv2d``/``Linear`` output (vs stem + cell/block outputs);
+* BN in train mode, batch statistics (vs eval mode with fresh running stats);
+* default PyTorch init (vs kaiming-normal fan_in re-init);
+* every parameter tensor counts, BN affine and biases included (vs conv/linear weights only);
+* population std (ddof=0; vs unbiased, which is NaN for 1-element tensors).
+
+Degenerate layers: a layer whose output is constant has ``C = 1e-10 I`` and PR = C (its channel count), as
+the paper's ridge implies; all statistics are finite for finite activations. Non-finite activations or
+gradients give NaN for every InTrain proxy (the sentinel); an empty network (no layer) gives NaN too.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from service.proxies.catalog import Pass
+from service.proxies.registry import pass_runner, proxy
+
+BATCH = 64
+RESOLUTION = 64
+RIDGE = 1e-10
+GRAD_EPS = 1e-10
+
+
+@dataclass
+class CovarianceStats:
+    """Running channel statistics of one layer's outputs: count, sum and cross-product (float64)."""
+
+    n: int = 0
+    total: torch.Tensor | None = None
+    cross: torch.Tensor | None = None
+
+    def add(self, out: torch.Tensor) -> None:
+        """Accumulate one output tensor (N,C,...) as N*prod(...) samples of C channels."""
+        x = out.detach()
+        rows = x.movedim(1, -1).reshape(-1, x.shape[1]) if x.dim() > 2 else x.reshape(x.shape[0], -1)
+        rows = rows.to(torch.float64)
+        s, xx = rows.sum(0), rows.T @ rows
+        self.n += rows.shape[0]
+        self.total = s if self.total is None else self.total + s
+        self.cross = xx if self.cross is None else self.cross + xx
+
+    def covariance(self, ridge: float = RIDGE) -> torch.Tensor:
+        """Centred covariance ``(X - mean)^T (X - mean) / N + ridge * I``."""
+        assert self.total is not None and self.cross is not None
+        mean = self.total / self.n
+        cov = self.cross / self.n - torch.outer(mean, mean)
+        return cov + ridge * torch.eye(cov.shape[0], dtype=cov.dtype, device=cov.device)
+
+
+def participation_ratio(cov: torch.Tensor) -> float:
+    """``(tr C)^2 / tr(C^2)`` of a symmetric matrix (eq. 1); NaN if not finite or tr(C^2) == 0."""
+    tr = torch.diagonal(cov).sum()
+    tr2 = (cov * cov).sum()
+    if not (torch.isfinite(tr) and torch.isfinite(tr2)) or float(tr2) == 0.0:
+        return math.nan
+    return float(tr * tr / tr2)
+
+
+def gradient_health(grad: torch.Tensor, unbiased: bool = False) -> float:
+    """``h = min(1, std(g) / (max|g| + 1e-10))`` (eq. 4); NaN if g is not finite."""
+    g = grad.detach().reshape(-1).to(torch.float64)
+    if g.numel() == 0:
+        return 0.0
+    if not bool(torch.isfinite(g).all()):
+        return math.nan
+    if unbiased and g.numel() < 2:
+        return 0.0
+    std = g.std(correction=1 if unbiased else 0)
+    return float(min(1.0, float(std / (g.abs().max() + GRAD_EPS))))
+
+
+def intrain_score(gamma: float, o: float, layers: int) -> float:
+    """``I = gamma * (1 + o) / log(L + 1)`` (eq. 8); NaN for L = 0."""
+    return gamma * (1.0 + o) / math.log(layers + 1) if layers > 0 else math.nan
+
+
+def conv_linear_layers(net: nn.Module) -> list[nn.Module]:
+    """Every ``Conv2d`` and ``Linear`` module, in registration order (the default 'layers')."""
+    return [m for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+
+
+def cell_layers(net: nn.Module) -> list[nn.Module]:
+    """NB201 stem and every cell/block (18 outputs); falls back to conv/linear for other modules."""
+    stem, cells = getattr(net, "stem", None), getattr(net, "cells", None)
+    if stem is None or cells is None:
+        return conv_linear_layers(net)
+    return [stem, *cells]
+
+
+@dataclass
+class InTrainStats:
+    """Per-layer PR and per-tensor gradient statistics of one InTrain pass."""
+
+    pr: list[float] = field(default_factory=list)
+    h: list[float] = field(default_factory=list)
+    h_unbiased: list[float] = field(default_factory=list)
+    is_weight: list[bool] = field(default_factory=list)  # conv/linear weight (vs BN affine, bias)
+
+    @property
+    def layers(self) -> int:
+        """L, the number of captured layers."""
+        return len(self.pr)
+
+    def gamma(self) -> float:
+        """Capacity ``sum_l log PR_l`` (NaN if any PR is NaN)."""
+        return math.fsum(math.log(p) if p > 0 else math.nan for p in self.pr) if self.pr else math.nan
+
+    def resilience(self, weights_only: bool = False, unbiased: bool = False) -> float:
+        """``o = sum_i h(theta_i)`` over all tensors (or conv/linear weights only)."""
+        values = self.h_unbiased if unbiased else self.h
+        return math.fsum(h for h, w in zip(values, self.is_weight) if w or not weights_only)
+
+    def scores(self) -> dict[str, float]:
+        """The four InTrain proxies under the default protocol."""
+        gamma, o = self.gamma(), self.resilience()
+        return {
+            "intrain": intrain_score(gamma, o, self.layers),
+            "intrain_pr": gamma,
+            "intrain_grad": o,
+            "intrain_add": gamma + o,
+        }
+
+
+def _logits(out: object) -> torch.Tensor:
+    """The prediction of a forward: the tensor itself, or the last element of a tuple (xautodl order)."""
+    if isinstance(out, torch.Tensor):
+        return out
+    if isinstance(out, (tuple, list)) and out and isinstance(out[-1], torch.Tensor):
+        return out[-1]
+    raise TypeError(f"cannot find the prediction in a forward output of type {type(out).__name__}")
+
+
+def synthetic_loss(pred: torch.Tensor, generator: Callable[..., torch.Tensor]) -> torch.Tensor:
+    """Random-target loss (Sec. 3.3): mean CE on random labels for (N,K); ``||y - t||^2`` for spatial outputs."""
+    if pred.dim() == 2:
+        labels = torch.randint(0, pred.shape[1], (pred.shape[0],))
+        return nn.functional.cross_entropy(pred, labels.to(pred.device))
+    target = generator(pred.shape)
+    return ((pred - target.to(pred.device, pred.dtype)) ** 2).sum()
+
+
+def run_intrain(
+    net: nn.Module,
+    x: torch.Tensor,
+    layer_sets: dict[str, Iterable[nn.Module]],
+) -> dict[str, InTrainStats]:
+    """One forward (covariance hooks on each layer set) and one backward; returns stats per layer set.
+
+    Labels are drawn on the CPU generator after the forward (the forward itself draws nothing). Gradients
+    are read, then cleared; no graph or activation outlives the call.
+    """
+    sets = {name: list(mods) for name, mods in layer_sets.items()}
+    stats = {name: [CovarianceStats() for _ in mods] for name, mods in sets.items()}
+    handles = []
+    for name, mods in sets.items():
+        for mod, acc in zip(mods, stats[name]):
+            handles.append(mod.register_forward_hook(lambda _m, _i, out, acc=acc: acc.add(_logits(out))))
+    try:
+        pred = _logits(net(x))
+    finally:
+        for handle in handles:
+            handle.remove()
+    loss = synthetic_loss(pred, lambda shape: torch.randn(shape))
+    params = [(n, p) for n, p in net.named_parameters() if p.requires_grad]
+    grads = torch.autograd.grad(loss, [p for _, p in params], allow_unused=True)
+    weight_ids = {id(m.weight) for m in conv_linear_layers(net)}
+    h, hu, is_w = [], [], []
+    for (_, p), g in zip(params, grads):
+        if g is None:
+            continue
+        h.append(gradient_health(g))
+        hu.append(gradient_health(g, unbiased=True))
+        is_w.append(id(p) in weight_ids)
+    out = {}
+    for name, accs in stats.items():
+        pr = [participation_ratio(a.covariance()) for a in accs if a.n > 0]
+        out[name] = InTrainStats(pr, list(h), list(hu), list(is_w))
+    return out
+
+
+def gaussian_input(ctx, batch: int = BATCH, resolution: int = RESOLUTION) -> torch.Tensor:  # type: ignore[no-untyped-def]
+    """The paper's synthetic batch, drawn on the CPU generator and moved to the device."""
+    return ctx.to_device(torch.randn(batch, 3, resolution, resolution))
+
+
+@pass_runner(Pass.INTRAIN)
+def intrain_pass(ctx) -> InTrainStats:  # type: ignore[no-untyped-def]
+    """Gaussian 64x3x64x64, random labels, default init, train-mode BN: PR per conv/linear output and h per tensor."""
+    net = ctx.net
+    x = gaussian_input(ctx)
+    return run_intrain(net, x, {"conv": conv_linear_layers(net)})["conv"]
+
+
+def _score(outputs, name: str) -> float:  # type: ignore[no-untyped-def]
+    value = outputs[Pass.INTRAIN].scores()[name]
+    return value if math.isfinite(value) else math.nan
+
+
+@proxy("intrain")
+def intrain(outputs) -> tuple[float, dict[str, float]]:  # type: ignore[no-untyped-def]
+    """InTrain: gamma * (1 + o) / log(L + 1)."""
+    st: InTrainStats = outputs[Pass.INTRAIN]
+    comps = {"gamma": st.gamma(), "o": st.resilience(), "layers": float(st.layers)}
+    return _score(outputs, "intrain"), comps
+
+
+@proxy("intrain_pr")
+def intrain_pr(outputs) -> float:  # type: ignore[no-untyped-def]
+    """InTrain ablation: capacity gamma only."""
+    return _score(outputs, "intrain_pr")
+
+
+@proxy("intrain_grad")
+def intrain_grad(outputs) -> float:  # type: ignore[no-untyped-def]
+    """InTrain ablation: resilience o only."""
+    return _score(outputs, "intrain_grad")
+
+
+@proxy("intrain_add")
+def intrain_add(outputs) -> float:  # type: ignore[no-untyped-def]
+    """InTrain ablation: additive gamma + o."""
+    return _score(outputs, "intrain_add")
