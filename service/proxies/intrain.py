@@ -47,27 +47,40 @@ GRAD_EPS = 1e-10
 
 @dataclass
 class CovarianceStats:
-    """Running channel statistics of one layer's outputs: count, sum and cross-product (float64)."""
+    """Running channel statistics of one layer's outputs: count, mean and centred cross-product (float64).
+
+    Each call centres its own rows in float32 (one GEMM), then merges with Chan's parallel update, so
+    nothing but a C x C matrix is kept and large means never cancel.
+    """
 
     n: int = 0
-    total: torch.Tensor | None = None
-    cross: torch.Tensor | None = None
+    mean: torch.Tensor | None = None
+    m2: torch.Tensor | None = None
 
     def add(self, out: torch.Tensor) -> None:
         """Accumulate one output tensor (N,C,...) as N*prod(...) samples of C channels."""
         x = out.detach()
         rows = x.movedim(1, -1).reshape(-1, x.shape[1]) if x.dim() > 2 else x.reshape(x.shape[0], -1)
-        rows = rows.to(torch.float64)
-        s, xx = rows.sum(0), rows.T @ rows
-        self.n += rows.shape[0]
-        self.total = s if self.total is None else self.total + s
-        self.cross = xx if self.cross is None else self.cross + xx
+        rows = rows.float()
+        nb = rows.shape[0]
+        shift = rows.mean(0)
+        centred = rows - shift
+        d = centred.sum(0, dtype=torch.float64) / nb  # what float32 rounding left of the mean
+        m2_b = (centred.T @ centred).double() - nb * torch.outer(d, d)
+        mean_b = shift.double() + d
+        if self.mean is None or self.m2 is None:
+            self.n, self.mean, self.m2 = nb, mean_b, m2_b
+            return
+        n = self.n + nb
+        delta = mean_b - self.mean
+        self.m2 = self.m2 + m2_b + torch.outer(delta, delta) * (self.n * nb / n)
+        self.mean = self.mean + delta * (nb / n)
+        self.n = n
 
     def covariance(self, ridge: float = RIDGE) -> torch.Tensor:
         """Centred covariance ``(X - mean)^T (X - mean) / N + ridge * I``."""
-        assert self.total is not None and self.cross is not None
-        mean = self.total / self.n
-        cov = self.cross / self.n - torch.outer(mean, mean)
+        assert self.m2 is not None
+        cov = self.m2 / self.n
         return cov + ridge * torch.eye(cov.shape[0], dtype=cov.dtype, device=cov.device)
 
 
