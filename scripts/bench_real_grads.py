@@ -116,7 +116,9 @@ def main() -> None:
         for proxy in ("zico", "xi_gsnr"):
             got = [res[cl][1][proxy] for res in results]
             ref = [float(r[proxy]) for r in rows]
-            rel = max(abs(a - b) / (abs(b) or 1.0) for a, b in zip(got, ref))
+            rels = [abs(a - b) / (abs(b) or 1.0) for a, b in zip(got, ref)]
+            rel = max(rels)
+            worst = rels.index(rel)
             tau = kendalltau(got, ref)[0]
             rep = max(
                 abs(res[cl][1][proxy] - res[cl][1][f"{proxy}_repeat"]) / (abs(res[cl][1][proxy]) or 1.0)
@@ -125,6 +127,7 @@ def main() -> None:
             print(
                 f"channels_last={cl!s:5}  {proxy:8} max rel diff vs official {rel:.2e}  tau {tau:.3f}  repeat {rep:.1e}"
             )
+            print(f"    worst: {rows[worst]['arch']} ours {got[worst]:.7g} official {ref[worst]:.7g}")
 
 
 if __name__ == "__main__":
