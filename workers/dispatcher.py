@@ -105,8 +105,10 @@ class Dispatcher:
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 log.warning("redis unavailable (%s); retrying", exc)
                 group_ok = False
-                self._drain_results(0.5)
                 time.sleep(0.5)
+            except Exception:  # e.g. a database hiccup: keep serving, the reconciler repairs
+                log.exception("dispatcher step failed; retrying")
+                time.sleep(1.0)
 
     def step(self) -> None:
         """One iteration: reclaim, read, submit, collect, reconcile."""
