@@ -146,17 +146,17 @@ def fresh_context(arch: str, channels_last: bool = False) -> ArchContext:
 def test_pass_reproduces_official_loops_bit_for_bit() -> None:
     ctx = fresh_context(CHEAP_ARCH)
     ctx.restore()
-    rg = real_grads_pass(ctx, 8)
+    rg = real_grads_pass(ctx, 3)  # the identities hold for any number of batches; 3 keeps it quick
     weights = [m.weight for m in ctx.net.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     assert rg.sizes == tuple(w.numel() for w in weights)
     # xi-GSNR's loop: never zeroed, snapshot (copied) after every batch
     net = ctx.restore()
     snapshots = []
-    for j in range(8):
+    for j in range(3):
         x, y = ctx.data.batch(j, 64)
         F.cross_entropy(net(x)[1], y).backward()
         snapshots.append(torch.cat([w.grad.reshape(-1) for w in weights]))
-    assert torch.equal(rg.cumulative(8), torch.stack(snapshots))
+    assert torch.equal(rg.cumulative(3), torch.stack(snapshots))
     # ZiCo's loop: zero_grad(set_to_none=True) before each batch
     net = ctx.restore()
     for j in range(2):
