@@ -43,7 +43,10 @@ class ScoreConfig:
     device: str = "cpu"
     threads: int | None = None
     num_classes: int = 10
-    channels_last: bool | None = None  # None: on for CPU (faster NB201 passes, same float32 maths)
+    # None: on for CPU, where it makes NB201 passes ~2x faster. Still float32, but summation order changes:
+    # ZiCo (a ratio over |g0-g1|) moves by up to a few % per arch, other proxies far less; set False for
+    # bit-level agreement with the official codes.
+    channels_last: bool | None = None
     data: ArrayData | None = None  # None: the shared CIFAR-10 subset
 
     def real_data(self) -> ArrayData:
@@ -66,6 +69,18 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def use_exact_cuda_math() -> None:
+    """Deterministic cuDNN and no TF32, as the official drivers run (``cudnn.deterministic=True``).
+
+    TF32 convolutions and non-deterministic algorithms move gradient-ratio proxies (ZiCo divides by
+    ``|g_0 - g_1|``) by percents between runs; full float32 keeps GPU scores repeatable and close to CPU.
+    """
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
 
 
 class ArchContext:
@@ -160,6 +175,8 @@ class Engine:
         self.pass_args = _pass_args(self.direct)
         if self.config.threads:
             torch.set_num_threads(self.config.threads)
+        if self.config.device.startswith("cuda"):
+            use_exact_cuda_math()
 
     @cached_property
     def base_provenance(self) -> dict[str, Any]:
