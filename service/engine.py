@@ -252,6 +252,8 @@ class Engine:
                 errors[kind] = f"{type(exc).__name__}: {exc}"
             ctx.sync()
             pass_seconds[kind] = time.perf_counter() - t
+        if pass_seconds:
+            ctx.restore()  # leave a caller's module as it was given (weights, buffers, RNG)
         users = {k: sum(1 for s in self.direct if k in s.passes) for k in pass_seconds}
         records = []
         for spec in self.direct:

@@ -218,11 +218,8 @@ def az_scores(net: nn.Module, device: torch.device, channels_last: bool = False)
 
 @pass_runner(Pass.AZ)
 def az_pass(ctx) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    """The shared AZ-NAS pass on a freshly restored context; leaves the network restored afterwards."""
-    try:
-        return az_scores(ctx.net, ctx.device, ctx.channels_last)
-    finally:
-        ctx.restore()
+    """The shared AZ-NAS pass on a freshly restored context (the engine restores the network afterwards)."""
+    return az_scores(ctx.net, ctx.device, ctx.channels_last)
 
 
 @proxy("az_expressivity")
