@@ -21,7 +21,9 @@ def init_ray(settings: Settings, num_cpus: int | None = None) -> None:
     if settings.ray_address:
         ray.init(address=settings.ray_address, log_to_driver=False)
     else:
-        ray.init(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False, log_to_driver=False)
+        ray.init(
+            address="local", num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False, log_to_driver=False
+        )  # "local": never attach to a cluster someone else started
 
 
 def build_dispatcher(settings: Settings, consumer: str | None = None) -> Any:

@@ -106,6 +106,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
                 "--node-ip-address=127.0.0.1",
                 "--include-dashboard=false",
                 "--disable-usage-stats",
+                f"--temp-dir={tmp / 'ray'}",  # keeps /tmp/ray/ray_current_cluster untouched
             ],
             {"RAY_AUTH_MODE": "disabled"},
             tmp / "ray.log",
@@ -121,6 +122,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             if name in c.procs:
                 stop(c.procs[name])
         c.client.close()
+        current = Path("/tmp/ray/ray_current_cluster")  # `ray start` may point plain ray.init() at our head
+        if current.exists() and current.read_text().strip().endswith(f":{ray_port}"):
+            current.unlink()
 
 
 def assert_complete(c: Cluster, job_id: str, archs: list[str]) -> None:
