@@ -78,7 +78,7 @@ def variants(st: InTrainStats) -> dict[str, float]:
     out = {"pr": gamma}
     for params in ("all", "w"):
         for std in ("pop", "unb"):
-            o = st.resilience(weights_only=params == "w", unbiased=std == "unb")
+            o = st.resilience(weights_only=params == "w", unbiased=std == "unb")  # default: all, unb
             tag = f"{params}_{std}"
             out[f"grad_{tag}"] = o
             out[f"I_{tag}"] = gamma * (1 + o) / math.log(layers + 1)

@@ -114,6 +114,7 @@ def epsinas_pass(ctx) -> list[np.ndarray]:  # type: ignore[no-untyped-def]
             handle.remove()
         if ctx.channels_last:
             net.to(memory_format=torch.channels_last)
+        ctx.restore()  # leave the caller's module as it was (default weights)
     return outs
 
 

@@ -7,24 +7,30 @@ proxies: one forward with covariance hooks and one backward of the mean cross-en
   random labels ``randint(0, K)`` on the same generator (K = output width), moved to the device.
 * Capacity ``gamma = sum_l log PR(C_l)``, ``PR = (tr C)^2 / tr(C^2)``, ``C_l`` the centred covariance of
   layer l's output over channels (N,C,H,W -> N*H*W x C), divided by N_eff, plus ``1e-10 * I`` (eq. 3).
-  Traces are closed form (``tr C^2 = ||C||_F^2``), so no eigendecomposition; statistics in float64.
+  Traces are closed form (``tr C^2 = ||C||_F^2``), no eigendecomposition; hooks keep only C x C sums.
 * Resilience ``o = sum_i min(1, std(g_i) / (max|g_i| + 1e-10))`` over parameter tensors with a gradient.
 * ``intrain = gamma * (1 + o) / log(L + 1)`` with L = number of captured layers (eq. 8);
-  ``intrain_pr = gamma``, ``intrain_grad = o``, ``intrain_add = gamma + o`` (Sec. 3.4, "gamma + o": the
-  paper gives the additive form without the depth normaliser).
+  ``intrain_pr = gamma``, ``intrain_grad = o``, ``intrain_add = gamma + o`` (Sec. 3.4 writes the additive
+  form as "gamma + o", without the depth normaliser; ranking by ``(gamma + o)/log(L+1)`` is also reported).
 
-Choices the paper leaves open (kept: the first of each). Measured on 80 NB201 archs (``scripts/intrain_ablation.py``,
-Kendall tau vs ``nb201.csv:cifar10_test``; see the report table in ``MEASURED``):
+Choices the paper leaves open, each decided by Kendall tau vs ``nb201.csv:cifar10_test`` on 80 NB201 archs
+(``scripts/intrain_ablation.py``, ``benchmarks/reports/intrain_ablation/``; tau SE ~0.05). Paper: I 0.669,
+PR-only 0.61, grad-only 0.63, additive 0.59. Ours, chosen protocol: I 0.686 (rho 0.864 vs the paper's 0.857),
+PR-only 0.633, grad-only 0.583, gamma + o 0.665, (gamma + o)/log(L+1) 0.680.
 
-* layers: every ``Conv2d``/``Linear`` output (vs stem + cell/block outputs);
-* BN in train mode, batch statistics (vs eval mode with fresh running stats);
-* default PyTorch init (vs kaiming-normal fan_in re-init);
-* every parameter tensor counts, BN affine and biases included (vs conv/linear weights only);
-* population std (ddof=0; vs unbiased, which is NaN for 1-element tensors).
+* layers = every ``Conv2d``/``Linear`` output (L varies with the arch). Alternative, stem + 17 cell/block
+  outputs (L = 18): I 0.716 but PR-only 0.488, far from the paper's 0.61.
+* BN in train mode (batch statistics). Eval mode with fresh running stats: I 0.633, PR 0.518, grad 0.496.
+* default PyTorch init. Kaiming-normal fan_in re-init: I 0.695, PR 0.640, grad 0.597, add 0.672.
+* o over every parameter tensor (BN affine and biases included, the paper's "all parameters").
+  Conv/Linear weights only: I 0.690, grad 0.593, add 0.640.
+* unbiased std (``torch.std``'s default; a 1-element tensor counts h = 0). Population std: I 0.687.
 
-Degenerate layers: a layer whose output is constant has ``C = 1e-10 I`` and PR = C (its channel count), as
-the paper's ridge implies; all statistics are finite for finite activations. Non-finite activations or
-gradients give NaN for every InTrain proxy (the sentinel); an empty network (no layer) gives NaN too.
+Numerics: train-mode BN backward cancels heavily, so h moves by ~1 % per tensor between memory layouts
+(I by ~0.2 %); PR is stable to 1e-5. Degenerate layers: a layer whose output is constant (e.g. behind an
+all-zero cell) has ``C = 1e-10 I`` and PR = C (its channel count), as the paper's ridge implies, and its
+parameters get h = 0; such nets score finite, low values (fewer live layers, o near 0). Sentinel: NaN for
+every InTrain proxy when activations or gradients are not finite, or when no layer was captured.
 """
 
 from __future__ import annotations
@@ -93,8 +99,8 @@ def participation_ratio(cov: torch.Tensor) -> float:
     return float(tr * tr / tr2)
 
 
-def gradient_health(grad: torch.Tensor, unbiased: bool = False) -> float:
-    """``h = min(1, std(g) / (max|g| + 1e-10))`` (eq. 4); NaN if g is not finite."""
+def gradient_health(grad: torch.Tensor, unbiased: bool = True) -> float:
+    """``h = min(1, std(g) / (max|g| + 1e-10))`` (eq. 4; ``torch.std``'s unbiased default); NaN if not finite."""
     g = grad.detach().reshape(-1).to(torch.float64)
     if g.numel() == 0:
         return 0.0
@@ -130,7 +136,7 @@ class InTrainStats:
 
     pr: list[float] = field(default_factory=list)
     h: list[float] = field(default_factory=list)
-    h_unbiased: list[float] = field(default_factory=list)
+    h_pop: list[float] = field(default_factory=list)  # population std (ddof=0), for the ablation
     is_weight: list[bool] = field(default_factory=list)  # conv/linear weight (vs BN affine, bias)
 
     @property
@@ -142,9 +148,9 @@ class InTrainStats:
         """Capacity ``sum_l log PR_l`` (NaN if any PR is NaN)."""
         return math.fsum(math.log(p) if p > 0 else math.nan for p in self.pr) if self.pr else math.nan
 
-    def resilience(self, weights_only: bool = False, unbiased: bool = False) -> float:
+    def resilience(self, weights_only: bool = False, unbiased: bool = True) -> float:
         """``o = sum_i h(theta_i)`` over all tensors (or conv/linear weights only)."""
-        values = self.h_unbiased if unbiased else self.h
+        values = self.h if unbiased else self.h_pop
         return math.fsum(h for h, w in zip(values, self.is_weight) if w or not weights_only)
 
     def scores(self) -> dict[str, float]:
@@ -206,7 +212,7 @@ def run_intrain(
         if g is None:
             continue
         h.append(gradient_health(g))
-        hu.append(gradient_health(g, unbiased=True))
+        hu.append(gradient_health(g, unbiased=False))
         is_w.append(id(p) in weight_ids)
     out = {}
     for name, accs in stats.items():
@@ -225,7 +231,10 @@ def intrain_pass(ctx) -> InTrainStats:  # type: ignore[no-untyped-def]
     """Gaussian 64x3x64x64, random labels, default init, train-mode BN: PR per conv/linear output and h per tensor."""
     net = ctx.net
     x = gaussian_input(ctx)
-    return run_intrain(net, x, {"conv": conv_linear_layers(net)})["conv"]
+    try:
+        return run_intrain(net, x, {"conv": conv_linear_layers(net)})["conv"]
+    finally:
+        ctx.restore()  # undo the train-mode BN running-stat update: the caller's module is left as it was
 
 
 def _score(outputs, name: str) -> float:  # type: ignore[no-untyped-def]

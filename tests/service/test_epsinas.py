@@ -72,6 +72,22 @@ def test_deterministic_and_model_restored():
     a = engine.score_archs([ARCH])[0]
     b = engine.score_archs([ARCH])[0]
     assert a.error is None and a.score == b.score
+    torch.manual_seed(0)
+    net = build_nb201(ARCH)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    rec = engine.score_module(net)[0]
+    assert rec.error is None and math.isfinite(rec.score)
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+
+def test_module_without_classifier_is_flattened_and_constant_output_is_nan():
+    flat = nn.Sequential(nn.Conv2d(3, 2, 3), nn.BatchNorm2d(2), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    assert math.isfinite(Engine(["epsinas"], ScoreConfig(threads=1)).score_module(flat)[0].score)
+    dead = nn.Sequential(nn.Conv2d(3, 2, 3), nn.Flatten(), nn.Linear(2 * 30 * 30, 1))
+    dead[0].register_forward_hook(lambda _m, _i, out: out * 0)
+    rec = Engine(["epsinas"], ScoreConfig(threads=1)).score_module(dead)[0]
+    assert rec.error is None and math.isnan(rec.score)
 
 
 def test_matches_official_reference_on_a_subset(data_dir):

@@ -62,12 +62,13 @@ def test_covariance_is_centred_over_positions_and_incremental():
 
 
 def test_gradient_health_on_known_gradients():
-    assert gradient_health(torch.tensor([1.0, -1.0])) == pytest.approx(1.0)
-    assert gradient_health(torch.tensor([0.0, 0.0, 0.0, 4.0])) == pytest.approx(math.sqrt(3) / 4)
+    assert gradient_health(torch.tensor([1.0, -1.0]), unbiased=False) == pytest.approx(1.0)
+    assert gradient_health(torch.tensor([1.0, -1.0])) == 1.0  # unbiased std sqrt(2), capped at 1
+    assert gradient_health(torch.tensor([0.0, 0.0, 0.0, 4.0])) == pytest.approx(0.5)  # std 2 (ddof 1), max 4
+    assert gradient_health(torch.tensor([0.0, 0.0, 0.0, 4.0]), unbiased=False) == pytest.approx(math.sqrt(3) / 4)
     assert gradient_health(torch.tensor([2.0, 2.0])) == 0.0  # no spread
     assert gradient_health(torch.zeros(7)) == 0.0  # dead tensor
-    assert gradient_health(torch.tensor([1.0, -1.0]), unbiased=True) == 1.0  # sqrt(2) capped at 1
-    assert gradient_health(torch.tensor([5.0]), unbiased=True) == 0.0
+    assert gradient_health(torch.tensor([5.0])) == 0.0  # one element: no unbiased std, counted as 0
     assert math.isnan(gradient_health(torch.tensor([1.0, float("nan")])))
 
 
@@ -114,7 +115,7 @@ def test_pass_leaves_no_gradients_and_weights_unchanged():
     net = nn.Sequential(
         nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)
     )
-    before = {k: v.clone() for k, v in net.state_dict().items() if "running" not in k and "num_batches" not in k}
+    before = {k: v.clone() for k, v in net.state_dict().items()}
     rec = {r.proxy: r for r in Engine(NAMES, ScoreConfig(threads=1)).score_module(net)}
     assert all(math.isfinite(rec[n].score) for n in NAMES)
     assert rec["intrain"].components["layers"] == 2
