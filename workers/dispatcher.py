@@ -151,9 +151,8 @@ class Dispatcher:
     def _refresh_inflight(self) -> None:
         """Reset the idle time of our own pending entries so no one reclaims live work."""
         ids = [p.entry_id for p in self.buffer]
-        for slot in self.pool.busy():
-            if slot.call:
-                ids.extend(p.entry_id for p in slot.call.payload)
+        for batch in self.pool.in_flight():
+            ids.extend(p.entry_id for p in batch)
         if ids:
             self.r.xclaim(self.names.tasks, GROUP, self.consumer, 0, ids, justid=True)
 

@@ -30,13 +30,16 @@ class Slot:
 
     name: str
     actor: Any = None
-    call: Call | None = None
+    calls: list[Call] = field(default_factory=list)  # in submission order; the actor runs them in turn
     pid: int = 0
-    spawned: int = field(default=0)
+    spawned: int = 0
 
 
 class ActorPool:
-    """``size`` scoring actors; ``submit`` a batch to a free slot, ``poll`` for finished or failed calls."""
+    """``size`` scoring actors; ``submit`` a batch to a free slot, ``poll`` for finished or failed calls.
+
+    Each actor gets up to ``depth`` calls queued, so it never waits for the dispatcher between batches.
+    """
 
     def __init__(
         self,
@@ -44,10 +47,11 @@ class ActorPool:
         name: str,
         num_cpus: float = 1.0,
         num_gpus: float = 0.0,
+        depth: int = 2,
         actor_kwargs: dict[str, Any] | None = None,
         on_spawn: Any = None,
     ) -> None:
-        self.num_cpus, self.num_gpus = num_cpus, num_gpus
+        self.num_cpus, self.num_gpus, self.depth = num_cpus, num_gpus, depth
         self.actor_kwargs = actor_kwargs or {}
         self.on_spawn = on_spawn
         self.slots = [Slot(f"{name}-{i}") for i in range(size)]
@@ -61,7 +65,7 @@ class ActorPool:
         ).remote(**self.actor_kwargs)
         slot.pid = int(ray.get(slot.actor.pid.remote()))
         slot.spawned += 1
-        slot.call = None
+        slot.calls = []
         if self.on_spawn is not None:
             self.on_spawn(slot.name, slot.pid)
         log.info("actor %s started (pid %d)", slot.name, slot.pid)
@@ -73,12 +77,16 @@ class ActorPool:
         self._spawn(slot)
 
     def free(self) -> list[Slot]:
-        """Slots without a call in flight."""
-        return [s for s in self.slots if s.call is None]
+        """Slots that accept another call, least loaded first."""
+        return sorted((s for s in self.slots if len(s.calls) < self.depth), key=lambda s: len(s.calls))
 
     def busy(self) -> list[Slot]:
-        """Slots with a call in flight."""
-        return [s for s in self.slots if s.call is not None]
+        """Slots with calls in flight."""
+        return [s for s in self.slots if s.calls]
+
+    def in_flight(self) -> list[Any]:
+        """Payloads of every call in flight."""
+        return [c.payload for s in self.slots for c in s.calls]
 
     def submit(
         self,
@@ -89,35 +97,41 @@ class ActorPool:
         archs: list[str],
         timeout_s: float,
     ) -> None:
-        """Start ``actor.score`` on a free slot; ``payload`` comes back from :meth:`poll`."""
+        """Queue ``actor.score`` on a slot; ``payload`` comes back from :meth:`poll`.
+
+        The deadline counts from when the previous call on the slot is due, since the actor runs calls in turn.
+        """
         ref = slot.actor.score.remote(proxies, config, archs)
-        slot.call = Call(ref, payload, time.monotonic() + timeout_s)
+        start = max([time.monotonic()] + [c.deadline for c in slot.calls])
+        slot.calls.append(Call(ref, payload, start + timeout_s))
 
     def poll(self, timeout: float) -> list[tuple[Any, list[dict[str, Any]] | None, str | None]]:
         """Wait up to ``timeout`` s; returns ``(payload, records, error)`` for every call that ended."""
-        busy = self.busy()
-        if not busy:
+        refs = [c.ref for s in self.slots for c in s.calls]
+        if not refs:
             return []
-        refs = [s.call.ref for s in busy if s.call]
         ready, _ = ray.wait(refs, num_returns=1, timeout=timeout)
         if ready:
             ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
         ready_set = set(ready)
         out: list[tuple[Any, list[dict[str, Any]] | None, str | None]] = []
         now = time.monotonic()
-        for slot in busy:
-            call = slot.call
-            assert call is not None
-            if call.ref in ready_set:
+        for slot in self.busy():
+            error = None
+            for call in list(slot.calls):
+                if call.ref not in ready_set:
+                    continue
                 try:
                     out.append((call.payload, ray.get(call.ref), None))
-                    slot.call = None
+                    slot.calls.remove(call)
                 except Exception as exc:  # actor died or the call raised
-                    out.append((call.payload, None, f"{type(exc).__name__}: {str(exc)[:500]}"))
-                    self.replace(slot)
-            elif now > call.deadline:
+                    error = f"{type(exc).__name__}: {str(exc)[:500]}"
+                    break
+            if error is None and slot.calls and now > slot.calls[0].deadline:
                 log.warning("actor %s exceeded its deadline; replacing it", slot.name)
-                out.append((call.payload, None, "TimeoutError: arch timeout exceeded, actor killed"))
+                error = "TimeoutError: arch timeout exceeded, actor killed"
+            if error is not None:  # every call queued on this actor is lost with it
+                out.extend((c.payload, None, error) for c in slot.calls)
                 self.replace(slot)
         return out
 
