@@ -49,8 +49,8 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def in_process(archs: list[str], proxies: list[str], seed: int) -> float:
-    """Seconds for the core to score ``archs`` in this process (engine built and warmed first)."""
+def in_process(archs: list[str], proxies: list[str], seed: int) -> tuple[float, float]:
+    """Wall seconds for the core to score ``archs`` in this process, and the sum of record seconds."""
     import torch
 
     from service.engine import Engine, ScoreConfig
@@ -59,8 +59,8 @@ def in_process(archs: list[str], proxies: list[str], seed: int) -> float:
     engine = Engine(proxies, ScoreConfig(seed=seed, threads=1))
     engine.score_archs(distinct_archs(4, offset=len(archs) + 10))  # warm-up on other archs
     t0 = time.perf_counter()
-    engine.score_archs(archs)
-    return time.perf_counter() - t0
+    records = engine.score_archs(archs)
+    return time.perf_counter() - t0, sum(r.seconds for r in records)
 
 
 def wait_done(client: httpx.Client, job_id: str, timeout: float) -> dict:
@@ -114,6 +114,15 @@ def via_service(archs: list[str], proxies: list[str], seed: int, workers: int, b
             t_submit = time.perf_counter() - t0
             status = wait_done(client, job["id"], 1800)
             elapsed = time.perf_counter() - t0
+            compute = 0.0
+            cursor = None
+            while True:
+                params = {"limit": 10000, **({"cursor": cursor} if cursor else {})}
+                page = client.get(f"/v1/jobs/{job['id']}/scores", params=params).json()
+                compute += sum(item["seconds"] or 0.0 for item in page["items"])
+                cursor = page["next"]
+                if not cursor:
+                    break
             t1 = time.perf_counter()
             again = client.post("/v1/jobs", json=body).json()
             t_cached = time.perf_counter() - t1
@@ -123,6 +132,8 @@ def via_service(archs: list[str], proxies: list[str], seed: int, workers: int, b
                 "submit_seconds": t_submit,
                 "status": status,
                 "tasks_per_s": status["total"] / elapsed,
+                "actor_compute_seconds": compute,
+                "overhead_vs_actor_compute": elapsed * workers / compute - 1,
                 "resubmit_status": again["status"],
                 "resubmit_seconds": t_cached,
             }
@@ -143,16 +154,24 @@ def main() -> int:
     proxies = [p for p in args.proxies.split(",") if p]
     archs = distinct_archs(args.archs)
     tasks = len(archs) * len(proxies)
-    core_s = in_process(archs, proxies, args.seed)
+    load_before = os.getloadavg()
+    core_s, core_compute = in_process(archs, proxies, args.seed)
     runs = [via_service(archs, proxies, args.seed, int(w), args.batch_size) for w in args.workers.split(",")]
+    core_after, _ = in_process(archs, proxies, args.seed)  # the machine is shared: measure on both sides
+    core_s = min(core_s, core_after)
     report = {
         "archs": len(archs),
         "proxies": proxies,
         "tasks": tasks,
         "batch_size": args.batch_size,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "node": platform.node()},
+        "loadavg_before": load_before,
+        "loadavg_after": os.getloadavg(),
         "in_process_seconds": core_s,
+        "in_process_seconds_after": core_after,
         "in_process_tasks_per_s": tasks / core_s,
+        "in_process_record_seconds": core_compute,
+        "in_process_overhead_vs_record_seconds": core_s / core_compute - 1,
         "service": runs,
         "overhead_vs_in_process": {str(r["workers"]): r["seconds"] / core_s - 1 for r in runs},
     }
