@@ -1,6 +1,7 @@
 """InTrain protocol ablation: Kendall tau vs NB201 CIFAR-10 test accuracy for the choices the paper leaves open.
 
-Usage: ``python scripts/intrain_ablation.py --n 80 --out benchmarks/reports/intrain_ablation.csv``
+Usage: ``python scripts/intrain_ablation.py --n 80 --out benchmarks/reports/intrain_ablation.csv``; with
+``--timing`` it only times the pass against its floor (one bare forward + backward) on ``--n`` archs.
 (1 torch thread; seed 1 per arch, exactly as the engine does). Writes one row per arch x setting with the raw
 components, and logs one tau table per setting.
 """
@@ -93,6 +94,28 @@ def tau(scores: list[float], accs: list[float]) -> float:
     return float(kendalltau(s, accs).statistic)
 
 
+def timing(archs: list[str]) -> tuple[float, float]:
+    """Mean seconds of the InTrain pass and of its floor (bare forward + CE backward, same input), CPU."""
+    from service.proxies.intrain import intrain_pass
+
+    ours = floor = 0.0
+    for arch in archs:
+        seed_everything(1)
+        ctx = ArchContext(build_nb201(arch), ScoreConfig(), torch.get_rng_state())
+        ctx.restore()
+        t = time.perf_counter()
+        intrain_pass(ctx)
+        ours += time.perf_counter() - t
+        net = ctx.restore()
+        t = time.perf_counter()
+        x = gaussian_input(ctx)
+        logits = net(x)[1]
+        labels = torch.randint(0, logits.shape[1], (logits.shape[0],))
+        torch.autograd.grad(nn.functional.cross_entropy(logits, labels), list(net.parameters()))
+        floor += time.perf_counter() - t
+    return ours / len(archs), floor / len(archs)
+
+
 def main() -> None:
     """Run the sweep and write the per-arch CSV."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -101,9 +124,14 @@ def main() -> None:
     parser.add_argument("--settings", default="train-default,eval-default,train-kaiming")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/reports/intrain_ablation.csv"))
+    parser.add_argument("--timing", action="store_true", help="only time the pass vs its floor on --n archs")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(1)
+    if args.timing:
+        ours, floor = timing([a for a, _ in sample_archs(args.n, args.seed)])
+        log.info("InTrain pass %.3f s/arch, floor (forward + backward) %.3f s/arch", ours, floor)
+        return
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
     archs = sample_archs(args.n, args.seed)

