@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 from typing import Annotated, Any
 
+import redis
 from fastapi import APIRouter, Depends, Header, Query
 
 from api.deps import ServicesDep, require_writer
@@ -20,6 +22,7 @@ from storage.store import IdempotencyConflict, NewJob, TaskRow
 from workers.streams import enqueue, group_messages
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
+log = logging.getLogger(__name__)
 
 
 def resolve_proxies(names: list[str]) -> list[ProxySpec]:
@@ -85,8 +88,11 @@ def submit_job(
         metrics.tasks.inc(len(tasks))
         metrics.cached.inc(len(tasks) - len(missing))
         if missing:
-            services.redis.set(services.names.enqueued(job_id), "1", ex=7 * 86400)
-            enqueue(services.redis, services.names, group_messages(req.space, cfg, missing))
+            try:  # marker after the messages: a partial enqueue leaves no marker, so the reconciler redoes it
+                enqueue(services.redis, services.names, group_messages(req.space, cfg, missing))
+                services.redis.set(services.names.enqueued(job_id), "1", ex=7 * 86400)
+            except redis.RedisError:  # the job is stored: the reconciler enqueues it once Redis is back
+                log.warning("Redis unavailable; job %s will be enqueued by the reconciler", job_id)
     prog = services.store.progress(job_id)
     assert prog is not None
     return JobAccepted(id=job_id, status=prog.status, total=prog.total)

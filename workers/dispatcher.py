@@ -276,8 +276,8 @@ class Dispatcher:
             missing = self.store.missing_tasks(job_id)
             if job is None or not missing:
                 continue
-            self.r.set(self.names.enqueued(job_id), "1", ex=7 * 86400)
             msgs = group_messages(job.space, job.config, [(t.canonical, t.proxy) for t in missing])
             requeued += enqueue(self.r, self.names, msgs)
+            self.r.set(self.names.enqueued(job_id), "1", ex=7 * 86400)  # after: a partial enqueue is redone
             log.info("reconciler re-enqueued %d archs of job %s", len(msgs), job_id)
         return requeued
