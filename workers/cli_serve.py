@@ -25,6 +25,7 @@ def run(args: argparse.Namespace) -> int:
     from api.app import create_app
     from workers.cli_dispatcher import apply_overrides
     from workers.runtime import build_dispatcher, init_ray, run_in_thread
+    from workers.streams import shutdown_embedded
 
     settings = apply_overrides(args)
     init_ray(settings, args.ray_cpus)  # type: ignore[arg-type]
@@ -38,4 +39,5 @@ def run(args: argparse.Namespace) -> int:
         stop.set()
         thread.join(timeout=10)
         dispatcher.pool.shutdown()
+        shutdown_embedded()
     return 0

@@ -148,3 +148,11 @@ def embedded_url() -> str | None:
     """The unix-socket URL of the embedded Redis of this process, if one was started."""
     server = _EMBEDDED.get("server")
     return f"unix://{server.socket_file}" if server is not None else None
+
+
+def shutdown_embedded() -> None:
+    """Stop the embedded Redis server of this process, if one was started (it is daemonized)."""
+    with _LOCK:
+        server = _EMBEDDED.pop("server", None)
+    if server is not None:
+        server.shutdown()
