@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
@@ -13,6 +12,7 @@ from fastapi.responses import Response
 from api.deps import ServicesDep
 from api.errors import field_error
 from api.schemas import Space, StoredScore, StoredScores
+from service.commands.score import format_score
 from service.proxies.catalog import ProxySpec, get_spec
 from service.spaces.nb201 import ArchError, NB201Arch
 from storage.keys import decode_score, json_score
@@ -45,15 +45,6 @@ def stored(sc: Score) -> StoredScore:
         provenance=sc.provenance,
         seconds=sc.seconds,
     )
-
-
-def _csv_score(value: float) -> str:
-    """CSV text of a score: nan, inf, -inf or the shortest exact repr."""
-    if math.isnan(value):
-        return "nan"
-    if math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    return repr(float(value))
 
 
 @router.get("/scores")
@@ -124,7 +115,7 @@ def export(
             media_type="application/vnd.apache.parquet",
             headers={"Content-Disposition": f'attachment; filename="{space}_scores.parquet"'},
         )
-    frame["score"] = frame["score"].map(_csv_score)
+    frame["score"] = frame["score"].map(format_score)
     text = frame.to_csv(index=False)
     return Response(
         text, media_type="text/csv", headers={"Content-Disposition": f'attachment; filename="{space}_scores.csv"'}
