@@ -16,10 +16,11 @@ import torch
 from scipy.stats import kendalltau
 
 from service.engine import Engine, ScoreConfig
+from service.settings import get_settings
 from service.spaces.nb201 import NB201Arch
 
 AZ = ("az_expressivity", "az_progressivity", "az_trainability")
-REFERENCE = Path(__file__).resolve().parents[1] / "../shared/data/nb201_reference_official.csv"
+REFERENCE = get_settings().data_path / "nb201_reference_official.csv"
 
 
 def main() -> None:

@@ -21,10 +21,11 @@ import numpy as np
 import torch
 
 from service.proxies.az_nas import az_scores
+from service.settings import get_settings
 from service.spaces.nb201 import NB201Arch
 from service.spaces.nb201_net import build_nb201
 
-REFERENCE = Path(__file__).resolve().parents[1] / "../shared/data/nb201_reference_official.csv"
+REFERENCE = get_settings().data_path / "nb201_reference_official.csv"
 AZ = ("expressivity", "progressivity", "trainability")
 
 

@@ -5,5 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh dev
 bash scripts/ensure_services.sh
-python3 -m ruff check service api storage workers tests
+python3 -m ruff check service api storage workers tests benchmarks
 exec python3 -m pytest -q "$@"

@@ -23,7 +23,7 @@ all-``None`` gradients and so the sentinel 0.
 
 Layout and device move ZiCo, not the ranking protocol: it divides by ``|g_0 - g_1|``, so last-bit changes of
 the gradients move it by up to a few %. Against the official CPU scores (10 canonical archs,
-``scripts/bench_real_grads.py``): contiguous CPU within 3e-5 (xi-GSNR 1e-7); channels_last CPU within 2e-2
+``benchmarks/bench_real_grads.py``): contiguous CPU within 3e-5 (xi-GSNR 1e-7); channels_last CPU within 2e-2
 (xi-GSNR 5e-4); CUDA (cuDNN, TF32 convolutions by default) within 4e-2 (xi-GSNR 5e-4).
 """
 

@@ -14,7 +14,7 @@ proxies: one forward with covariance hooks and one backward of the mean cross-en
   form as "gamma + o", without the depth normaliser; ranking by ``(gamma + o)/log(L+1)`` is also reported).
 
 Choices the paper leaves open, each decided by Kendall tau vs ``nb201.csv:cifar10_test`` on 80 NB201 archs
-(``scripts/intrain_ablation.py``, ``benchmarks/reports/intrain_ablation/``; tau SE ~0.05). Paper: I 0.669,
+(``benchmarks/intrain_ablation.py``, ``benchmarks/reports/intrain_ablation/``; tau SE ~0.05). Paper: I 0.669,
 PR-only 0.61, grad-only 0.63, additive 0.59. Ours, chosen protocol: I 0.686 (rho 0.864 vs the paper's 0.857),
 PR-only 0.633, grad-only 0.583, gamma + o 0.665, (gamma + o)/log(L+1) 0.680.
 

@@ -4,7 +4,7 @@ Starts `zcscore serve` (embedded SQLite + Redis, local Ray) once per actor count
 ``--archs`` distinct NB201 archs x cheap proxies, times submit -> done, and compares with
 ``Engine(...).score_archs`` in this process on the same archs (1 torch thread everywhere).
 
-    python scripts/loadtest.py --archs 1000 --proxies params,flops --workers 1,2
+    python benchmarks/loadtest.py --archs 1000 --proxies params,flops --workers 1,2
 """
 
 from __future__ import annotations

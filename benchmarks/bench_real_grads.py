@@ -1,6 +1,6 @@
 """Time the REAL_GRADS pass (ZiCo, xi-GSNR, both) against plain forward+backward passes of the same net.
 
-Run: ``python scripts/bench_real_grads.py --archs 10 --threads 1 --workers 10`` (CPU) or ``--device cuda``.
+Run: ``python benchmarks/bench_real_grads.py --archs 10 --threads 1 --workers 10`` (CPU) or ``--device cuda``.
 Archs are the first canonical archs of ``nb201_reference_official.csv``. For each arch, layout
 (contiguous / channels_last) and repeat, the runs are interleaved; the median over repeats is reported.
 The floor is ``k`` x (zero_grad, forward, CE, backward) on the restored network with the same batches.

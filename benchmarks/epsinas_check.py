@@ -1,6 +1,6 @@
 """epsinas fidelity and speed against the official reference (``nb201_reference_official.csv:epsinas``).
 
-Usage: ``python scripts/epsinas_check.py [--n 150] [--workers 1] [--floor]`` (1 torch thread per worker).
+Usage: ``python benchmarks/epsinas_check.py [--n 150] [--workers 1] [--floor]`` (1 torch thread per worker).
 Logs the NaN-pattern agreement, the largest relative / absolute deviation, and seconds per arch of our pass;
 ``--floor`` also times the floor (two plain forwards of the 256-image batch, no weight setting, no scoring).
 """

@@ -1,6 +1,6 @@
 """InTrain protocol ablation: Kendall tau vs NB201 CIFAR-10 test accuracy for the choices the paper leaves open.
 
-Usage: ``python scripts/intrain_ablation.py --n 80 --out benchmarks/reports/intrain_ablation.csv``; with
+Usage: ``python benchmarks/intrain_ablation.py --n 80 --out benchmarks/reports/intrain_ablation.csv``; with
 ``--timing`` it only times the pass against its floor (one bare forward + backward) on ``--n`` archs.
 (1 torch thread; seed 1 per arch, exactly as the engine does). Writes one row per arch x setting with the raw
 components, and logs one tau table per setting.
