@@ -8,6 +8,8 @@ For each arch and proxy, in the same process and on the same networks:
   64x3x32x32; zico 2 and xi_gsnr 8 forward+backward (CE) of 64 real images; intrain 1 forward+backward at
   64x3x64x64; epsinas 2 forwards of 256 real images. Static proxies (params, flops) have no floor.
 
+The floor uses the engine's memory layout (channels-last on CPU), except for epsinas, whose protocol runs
+in NCHW (channels-last moves its scores; see its module), so a ratio compares like with like.
 Both are medians over archs, after one warm-up arch. ``ratio`` = ms / floor.
 """
 
@@ -37,18 +39,29 @@ def _fwd_bwd(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
     F.cross_entropy(logits, y).backward()
 
 
-def floor_passes(proxy: str, device: torch.device, data: Any) -> list[FloorFn]:
-    """The plain passes of ``proxy`` (population proxies: their components'), each ``fn(net)``."""
+def _passes(proxy: str) -> dict[Pass, int]:
+    """The passes of ``proxy`` (population proxies: their components') with their batch counts."""
     spec = get_spec(proxy)
     specs = [get_spec(c) for c in spec.components] if spec.population else [spec]
     kinds: dict[Pass, int] = {}
     for s in specs:
         for kind in s.passes:
             kinds[kind] = max(kinds.get(kind, 0), s.pass_args.get("batches", 1))
+    return kinds
+
+
+def floor_passes(proxy: str, device: torch.device, data: Any, channels_last: bool = False) -> list[FloorFn]:
+    """The plain passes of ``proxy``, each ``fn(net)``, with inputs in the given memory layout."""
+    kinds = _passes(proxy)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+
+    def to(t: torch.Tensor) -> torch.Tensor:
+        return t.to(device).contiguous(memory_format=layout) if t.dim() == 4 else t.to(device)
+
     gen = torch.Generator().manual_seed(0)
     fns: list[FloorFn] = []
     if Pass.AZ in kinds:
-        xa = torch.randn(64, 3, 32, 32, generator=gen).to(device)
+        xa = to(torch.randn(64, 3, 32, 32, generator=gen))
 
         def az(net: nn.Module) -> None:
             _, logits = net(xa)
@@ -56,7 +69,7 @@ def floor_passes(proxy: str, device: torch.device, data: Any) -> list[FloorFn]:
 
         fns.append(az)
     if Pass.REAL_GRADS in kinds:
-        batches = [tuple(t.to(device) for t in data.batch(j, 64)) for j in range(kinds[Pass.REAL_GRADS])]
+        batches = [tuple(to(t) for t in data.batch(j, 64)) for j in range(kinds[Pass.REAL_GRADS])]
 
         def real(net: nn.Module) -> None:
             for x, y in batches:
@@ -64,11 +77,11 @@ def floor_passes(proxy: str, device: torch.device, data: Any) -> list[FloorFn]:
 
         fns.append(real)
     if Pass.INTRAIN in kinds:
-        xi = torch.randn(64, 3, 64, 64, generator=gen).to(device)
+        xi = to(torch.randn(64, 3, 64, 64, generator=gen))
         yi = torch.randint(0, 10, (64,), generator=gen).to(device)
         fns.append(lambda net: _fwd_bwd(net, xi, yi))
     if Pass.EPSINAS in kinds:
-        xe = data.rows(0, 256)[0].to(device)
+        xe = to(data.rows(0, 256)[0])
 
         def eps(net: nn.Module) -> None:
             with torch.inference_mode():
@@ -95,7 +108,8 @@ def measure(
     dev = torch.device(device)
     config = ScoreConfig(seed=seed, device=device, threads=threads)
     engines = {p: Engine([p], config) for p in proxies}
-    floors = {p: floor_passes(p, dev, config.real_data()) for p in proxies}
+    layouts = {p: config.use_channels_last() and Pass.EPSINAS not in _passes(p) for p in proxies}
+    floors = {p: floor_passes(p, dev, config.real_data(), layouts[p]) for p in proxies}
     times: dict[str, tuple[list[float], list[float]]] = {p: ([], []) for p in proxies}
     for i, arch in enumerate(archs):
         for p in proxies:
@@ -105,6 +119,8 @@ def measure(
             t1 = time.perf_counter()
             if floors[p]:
                 net = build_nb201(NB201Arch.parse(arch)).to(dev).train()
+                if layouts[p]:
+                    net = net.to(memory_format=torch.channels_last)
                 for fn in floors[p]:
                     fn(net)
                 _sync(dev)
