@@ -39,56 +39,58 @@ def _fwd_bwd(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
     F.cross_entropy(logits, y).backward()
 
 
-def _passes(proxy: str) -> dict[Pass, int]:
-    """The passes of ``proxy`` (population proxies: their components') with their batch counts."""
-    spec = get_spec(proxy)
-    specs = [get_spec(c) for c in spec.components] if spec.population else [spec]
+def _passes(proxies: Sequence[str]) -> dict[Pass, int]:
+    """The passes of ``proxies`` (population proxies: their components') with their batch counts."""
     kinds: dict[Pass, int] = {}
-    for s in specs:
-        for kind in s.passes:
-            kinds[kind] = max(kinds.get(kind, 0), s.pass_args.get("batches", 1))
+    for proxy in proxies:
+        spec = get_spec(proxy)
+        for s in [get_spec(c) for c in spec.components] if spec.population else [spec]:
+            for kind in s.passes:
+                kinds[kind] = max(kinds.get(kind, 0), s.pass_args.get("batches", 1))
     return kinds
 
 
-def floor_passes(proxy: str, device: torch.device, data: Any, channels_last: bool = False) -> list[FloorFn]:
-    """The plain passes of ``proxy``, each ``fn(net)``, with inputs in the given memory layout."""
-    kinds = _passes(proxy)
-    layout = torch.channels_last if channels_last else torch.contiguous_format
+def floor_passes(
+    kinds: dict[Pass, int], device: torch.device, data: Any, channels_last: bool = False
+) -> list[tuple[bool, FloorFn]]:
+    """The plain passes for ``kinds``, each ``(channels_last, fn(net))`` with inputs in that layout."""
+    fns: list[tuple[bool, FloorFn]] = []
 
-    def to(t: torch.Tensor) -> torch.Tensor:
-        return t.to(device).contiguous(memory_format=layout) if t.dim() == 4 else t.to(device)
+    def to(t: torch.Tensor, cl: bool) -> torch.Tensor:
+        fmt = torch.channels_last if cl else torch.contiguous_format
+        return t.to(device).contiguous(memory_format=fmt) if t.dim() == 4 else t.to(device)
 
     gen = torch.Generator().manual_seed(0)
-    fns: list[FloorFn] = []
+    cl = channels_last
     if Pass.AZ in kinds:
-        xa = to(torch.randn(64, 3, 32, 32, generator=gen))
+        xa = to(torch.randn(64, 3, 32, 32, generator=gen), cl)
 
         def az(net: nn.Module) -> None:
             _, logits = net(xa)
             logits.sum().backward()
 
-        fns.append(az)
+        fns.append((cl, az))
     if Pass.REAL_GRADS in kinds:
-        batches = [tuple(to(t) for t in data.batch(j, 64)) for j in range(kinds[Pass.REAL_GRADS])]
+        batches = [tuple(to(t, cl) for t in data.batch(j, 64)) for j in range(kinds[Pass.REAL_GRADS])]
 
         def real(net: nn.Module) -> None:
             for x, y in batches:
                 _fwd_bwd(net, x, y)
 
-        fns.append(real)
+        fns.append((cl, real))
     if Pass.INTRAIN in kinds:
-        xi = to(torch.randn(64, 3, 64, 64, generator=gen))
+        xi = to(torch.randn(64, 3, 64, 64, generator=gen), cl)
         yi = torch.randint(0, 10, (64,), generator=gen).to(device)
-        fns.append(lambda net: _fwd_bwd(net, xi, yi))
-    if Pass.EPSINAS in kinds:
-        xe = to(data.rows(0, 256)[0])
+        fns.append((cl, lambda net: _fwd_bwd(net, xi, yi)))
+    if Pass.EPSINAS in kinds:  # its protocol runs in NCHW (channels-last moves its scores)
+        xe = to(data.rows(0, 256)[0], False)
 
         def eps(net: nn.Module) -> None:
             with torch.inference_mode():
                 net(xe)
                 net(xe)
 
-        fns.append(eps)
+        fns.append((False, eps))
     return fns
 
 
@@ -97,44 +99,58 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _run_floor(arch: str, fns: list[tuple[bool, FloorFn]], dev: torch.device) -> None:
+    """Build the network (once per layout needed) and run the plain passes."""
+    nets: dict[bool, nn.Module] = {}
+    for cl, fn in fns:
+        if cl not in nets:
+            net = build_nb201(NB201Arch.parse(arch)).to(dev).train()
+            nets[cl] = net.to(memory_format=torch.channels_last) if cl else net
+        fn(nets[cl])
+
+
 def measure(
     archs: Sequence[str], proxies: Sequence[str], seed: int = 1, device: str = "cpu", threads: int | None = None
 ) -> list[dict[str, Any]]:
-    """Median engine and floor ms per arch for each proxy over ``archs`` (first arch: warm-up only)."""
+    """Median engine and floor ms per arch for each proxy over ``archs`` (first arch: warm-up only).
+
+    With several proxies a last row ``all`` times them scored together against the union of their
+    distinct passes, which is what pass sharing should approach.
+    """
     from service.engine import Engine, ScoreConfig
 
     if threads:
         torch.set_num_threads(threads)
     dev = torch.device(device)
     config = ScoreConfig(seed=seed, device=device, threads=threads)
-    engines = {p: Engine([p], config) for p in proxies}
-    layouts = {p: config.use_channels_last() and Pass.EPSINAS not in _passes(p) for p in proxies}
-    floors = {p: floor_passes(p, dev, config.real_data(), layouts[p]) for p in proxies}
-    times: dict[str, tuple[list[float], list[float]]] = {p: ([], []) for p in proxies}
+    groups = {p: [p] for p in proxies}
+    if len(proxies) > 1:
+        groups["all"] = list(proxies)
+    engines = {g: Engine(members, config) for g, members in groups.items()}
+    floors = {
+        g: floor_passes(_passes(m), dev, config.real_data(), config.use_channels_last()) for g, m in groups.items()
+    }
+    times: dict[str, tuple[list[float], list[float]]] = {g: ([], []) for g in groups}
     for i, arch in enumerate(archs):
-        for p in proxies:
+        for g in groups:
             t0 = time.perf_counter()
-            engines[p].score_archs([arch])
+            engines[g].score_archs([arch])
             _sync(dev)
             t1 = time.perf_counter()
-            if floors[p]:
-                net = build_nb201(NB201Arch.parse(arch)).to(dev).train()
-                if layouts[p]:
-                    net = net.to(memory_format=torch.channels_last)
-                for fn in floors[p]:
-                    fn(net)
+            if floors[g]:
+                _run_floor(arch, floors[g], dev)
                 _sync(dev)
             t2 = time.perf_counter()
             if i > 0 or len(archs) == 1:
-                times[p][0].append(t1 - t0)
-                times[p][1].append(t2 - t1)
+                times[g][0].append(t1 - t0)
+                times[g][1].append(t2 - t1)
     rows = []
-    for p in proxies:
-        ms = statistics.median(times[p][0]) * 1e3
-        floor = statistics.median(times[p][1]) * 1e3 if floors[p] else None
+    for g in groups:
+        ms = statistics.median(times[g][0]) * 1e3
+        floor = statistics.median(times[g][1]) * 1e3 if floors[g] else None
         rows.append(
             {
-                "proxy": p,
+                "proxy": g,
                 "ms_per_arch": f"{ms:.2f}",
                 "floor_ms_per_arch": "" if floor is None else f"{floor:.2f}",
                 "ratio": "" if floor is None else f"{ms / floor:.2f}",

@@ -59,6 +59,8 @@ def test_floors_write_speed_csv(tmp_path: Path, data_dir: Path) -> None:
     az = rows["az_nas"]
     assert float(az["ms_per_arch"]) > 0 and float(az["floor_ms_per_arch"]) > 0
     assert float(az["ratio"]) == pytest.approx(float(az["ms_per_arch"]) / float(az["floor_ms_per_arch"]), rel=0.01)
+    assert set(rows) == {"params", "az_nas", "all"}  # "all": scored together vs the union of their passes
+    assert float(rows["all"]["floor_ms_per_arch"]) > 0
     assert "Speed against the floor" in (out / "report.md").read_text()
 
 
