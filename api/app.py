@@ -12,12 +12,13 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
-from api import jobs, meta, scores
-from api.deps import Services
-from api.metrics import Metrics
-from service.settings import Settings, get_settings
-from storage.store import open_store
-from workers.streams import Names, connect
+import zcscore
+from zcscore.api import jobs, meta, scores
+from zcscore.api.deps import Services
+from zcscore.api.metrics import Metrics
+from zcscore.settings import Settings, get_settings
+from zcscore.storage.store import open_store
+from zcscore.workers.streams import Names, connect
 
 
 def open_services(settings: Settings, metrics: Metrics) -> Services:
@@ -45,7 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(
         title="zcscore",
-        version="0.1.0",
+        version=zcscore.__version__,
         lifespan=lifespan,
         description="Zero-cost NAS proxy scoring service: submit archs, get faithful proxy scores.",
     )

@@ -17,8 +17,8 @@ def run(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from api.app import create_app
-    from service.settings import get_settings
+    from zcscore.api.app import create_app
+    from zcscore.settings import get_settings
 
     if not get_settings().redis_url:
         sys.stderr.write("zcscore api: set ZCSCORE_REDIS_URL (shared with the dispatchers), or use `zcscore serve`\n")

@@ -8,11 +8,11 @@ from typing import Annotated
 import redis
 from fastapi import Depends, Header, Request
 
-from api.errors import field_error
-from api.metrics import Metrics
-from service.settings import Settings
-from storage.store import SqlStore
-from workers.streams import Names
+from zcscore.api.errors import field_error
+from zcscore.api.metrics import Metrics
+from zcscore.settings import Settings
+from zcscore.storage.store import SqlStore
+from zcscore.workers.streams import Names
 
 
 @dataclass

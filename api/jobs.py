@@ -1,48 +1,24 @@
-"""Job routes: submit a batch of archs x proxies, poll it, read its scores."""
+"""Job routes: submit a batch of archs x proxies, poll it, read its scores (thin: logic in workers/jobs.py)."""
 
 from __future__ import annotations
 
-import hashlib
-import json
-import logging
 import math
-from typing import Annotated, Any
+from typing import Annotated
 
-import redis
 from fastapi import APIRouter, Depends, Header, Query
 
-from api.deps import ServicesDep, require_writer
-from api.errors import field_error
-from api.schemas import JobAccepted, JobRequest, JobStatus, ScoreItem, ScorePage
-from service.proxies.catalog import ProxySpec, get_spec
-from service.spaces.nb201 import ArchError, NB201Arch
-from storage.keys import cache_key_for, config_dict, config_hash, decode_score, json_components, json_score
-from storage.models import JobTask, Score
-from storage.store import IdempotencyConflict, NewJob, TaskRow
-from workers.streams import enqueue, group_messages
+from zcscore.aggregate import population_records
+from zcscore.api.deps import ServicesDep, require_writer
+from zcscore.api.errors import field_error
+from zcscore.api.schemas import JobAccepted, JobRequest, JobStatus, ScoreItem, ScorePage
+from zcscore.proxies.catalog import ProxySpec, get_spec
+from zcscore.records import ScoreRecord
+from zcscore.storage.keys import decode_score, json_components, json_score
+from zcscore.storage.models import JobTask, Score
+from zcscore.storage.store import IdempotencyConflict
+from zcscore.workers.jobs import PlanError, plan_job, submit
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
-log = logging.getLogger(__name__)
-
-
-def resolve_proxies(names: list[str]) -> list[ProxySpec]:
-    """Catalogue specs of the requested proxies; 422 naming ``proxies[i]`` for an unknown one."""
-    specs = []
-    for i, name in enumerate(names):
-        try:
-            specs.append(get_spec(name))
-        except KeyError as exc:
-            raise field_error(["body", "proxies", i], str(exc).strip("\"'")) from None
-    return specs
-
-
-def task_proxies(specs: list[ProxySpec]) -> list[ProxySpec]:
-    """What workers compute: population proxies expand into their components (deduplicated)."""
-    out: dict[str, ProxySpec] = {}
-    for spec in specs:
-        for name in spec.components if spec.population else (spec.name,):
-            out.setdefault(name, get_spec(name))
-    return list(out.values())
 
 
 @router.post("/jobs", status_code=202, dependencies=[Depends(require_writer)])
@@ -52,47 +28,17 @@ def submit_job(
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> JobAccepted:
     """Queue a scoring job; stored scores are reused and a repeated Idempotency-Key returns the same job."""
-    s = services.settings
-    if len(req.archs) > s.max_archs_per_job:
-        raise field_error(["body", "archs"], f"too many archs: {len(req.archs)} > {s.max_archs_per_job}")
-    req.proxies = list(dict.fromkeys(req.proxies))
-    specs = resolve_proxies(req.proxies)
-    tasks_specs = task_proxies(specs)
-    cfg = config_dict(req.config.seed, req.config.num_classes)
-    cfg_hash = config_hash(cfg)
-    tasks: list[TaskRow] = []
-    for i, text in enumerate(req.archs):
-        if len(text) > 200:
-            raise field_error(["body", "archs", i], "arch string longer than 200 characters")
-        try:
-            canon = NB201Arch.parse(text).canonical()
-        except ArchError as exc:
-            raise field_error(["body", "archs", i], str(exc)) from None
-        arch_hash = canon.canonical_hash()
-        for spec in tasks_specs:
-            key = cache_key_for(arch_hash, spec.name, spec.version, cfg_hash)
-            tasks.append(TaskRow(i, text, canon.to_str(), spec.name, key))
-    body = json.dumps(req.model_dump(mode="json"), sort_keys=True)
-    new = NewJob(
-        req.space, req.proxies, cfg, cfg_hash, hashlib.sha256(body.encode()).hexdigest(), idempotency_key, tasks
-    )
     try:
-        job_id, created = services.store.create_job(new)
+        plan = plan_job(req.space, req.archs, req.proxies, req.config.seed, req.config.num_classes, services.settings)
+        job_id, created, cached = submit(services.store, services.redis, services.names, plan, idempotency_key)
+    except PlanError as exc:
+        raise field_error(exc.loc, str(exc)) from None
     except IdempotencyConflict as exc:
         raise field_error(["header", "idempotency-key"], str(exc), 409, "conflict") from None
-    metrics = services.metrics
     if created:
-        existing = services.store.existing_keys([t.cache_key for t in tasks])
-        missing = [(t.canonical, t.proxy) for t in tasks if t.cache_key not in existing]
-        metrics.jobs.inc()
-        metrics.tasks.inc(len(tasks))
-        metrics.cached.inc(len(tasks) - len(missing))
-        if missing:
-            try:  # marker after the messages: a partial enqueue leaves no marker, so the reconciler redoes it
-                enqueue(services.redis, services.names, group_messages(req.space, cfg, missing))
-                services.redis.set(services.names.enqueued(job_id), "1", ex=7 * 86400)
-            except redis.RedisError:  # the job is stored: the reconciler enqueues it once Redis is back
-                log.warning("Redis unavailable; job %s will be enqueued by the reconciler", job_id)
+        services.metrics.jobs.inc()
+        services.metrics.tasks.inc(len(plan.tasks))
+        services.metrics.cached.inc(cached)
     prog = services.store.progress(job_id)
     assert prog is not None
     return JobAccepted(id=job_id, status=prog.status, total=prog.total)
@@ -107,64 +53,50 @@ def job_status(job_id: str, services: ServicesDep) -> JobStatus:
     return JobStatus(id=prog.id, status=prog.status, done=prog.done, failed=prog.failed, total=prog.total)  # type: ignore[arg-type]
 
 
-def _item(task: JobTask, score: Score | None, proxy: str | None = None) -> ScoreItem:
+def _item(task: JobTask, score: Score | None) -> ScoreItem:
     if score is not None:
         return ScoreItem(
             arch=task.arch,
-            proxy=proxy or task.proxy,
+            proxy=task.proxy,
             status="done",
             score=json_score(decode_score(score.value, score.kind)),
             components=score.components,
             provenance=score.provenance,
             seconds=score.seconds,
         )
-    status = "failed" if task.error else "pending"
-    return ScoreItem(arch=task.arch, proxy=proxy or task.proxy, status=status, error=task.error)
+    return ScoreItem(arch=task.arch, proxy=task.proxy, status="failed" if task.error else "pending", error=task.error)
 
 
-def _population_items(
-    spec: ProxySpec, rows: dict[tuple[int, str], tuple[JobTask, Score | None]], positions: list[int]
-) -> dict[int, ScoreItem]:
-    """Population proxy rows over the job's distinct archs (as the engine aggregates them)."""
-    from service.aggregate import log_rank_sum
+def _record(task: JobTask, score: Score | None) -> ScoreRecord:
+    """A stored task as the core's record (NaN and the task's error while it has no score)."""
+    if score is None:
+        return ScoreRecord(task.arch, task.proxy, math.nan, 0.0, error=task.error or "pending")
+    value = decode_score(score.value, score.kind)
+    return ScoreRecord(task.arch, task.proxy, value, score.seconds, {}, score.provenance)
 
-    arch_of = {pos: rows[(pos, spec.components[0])][0].arch for pos in positions}
-    distinct = list(dict.fromkeys(arch_of[p] for p in positions))
-    first = {}
-    for p in positions:
-        first.setdefault(arch_of[p], p)
-    parts = {a: [rows[(first[a], c)] for c in spec.components] for a in distinct}
-    incomplete = any(sc is None for a in distinct for _, sc in parts[a])
-    out = {}
-    if incomplete:
-        for p in positions:
-            task = rows[(p, spec.components[0])][0]
-            errs = [t.error for t, sc in parts[arch_of[p]] if sc is None and t.error]
-            out[p] = ScoreItem(
-                arch=task.arch, proxy=spec.name, status="failed" if errs else "pending", error=errs[0] if errs else None
-            )
-        return out
-    columns = [
-        [decode_score(parts[a][k][1].value, parts[a][k][1].kind) for a in distinct]  # type: ignore[union-attr]
-        for k in range(len(spec.components))
-    ]
-    agg = dict(zip(distinct, log_rank_sum(columns)))
-    for p in positions:
-        a = arch_of[p]
-        comps = {c: columns[k][distinct.index(a)] for k, c in enumerate(spec.components)}
-        prov = {
-            **parts[a][0][1].provenance,
-            "proxy_version": spec.version,  # type: ignore[union-attr]
-            "population_size": len(distinct),
+
+def _population(spec: ProxySpec, rows: list[tuple[JobTask, Score | None]]) -> dict[str, ScoreItem]:
+    """``{arch: item}`` of population proxy ``spec`` over the job's distinct arch strings (as the core aggregates)."""
+    table = {(t.arch, t.proxy): _record(t, sc) for t, sc in rows}
+    archs = list(dict.fromkeys(t.arch for t, _ in rows))
+    pending = [r for r in table.values() if r.error == "pending"]
+    failed = {r.arch: r.error for r in table.values() if r.error and r.error != "pending"}
+    if pending or failed:
+        return {
+            a: ScoreItem(arch=a, proxy=spec.name, status="failed" if a in failed else "pending", error=failed.get(a))
+            for a in archs
         }
-        out[p] = ScoreItem(
-            arch=a,
+    prov = {"proxy_version": spec.version, "input_protocol": spec.input_protocol}
+    out = {}
+    for rec in population_records(spec, archs, table, prov):
+        out[rec.arch] = ScoreItem(
+            arch=rec.arch,
             proxy=spec.name,
             status="done",
-            score=json_score(float(agg[a])),
-            components=json_components(comps),
-            provenance=prov,
-            seconds=math.fsum(sc.seconds for _, sc in parts[a] if sc is not None),
+            score=json_score(rec.score),
+            components=json_components(rec.components),
+            provenance={**table[(rec.arch, spec.components[0])].provenance, **rec.provenance},
+            seconds=rec.seconds,
         )
     return out
 
@@ -176,22 +108,28 @@ def job_scores(
     limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
     cursor: Annotated[str | None, Query(max_length=20, pattern=r"^[0-9]+$")] = None,
 ) -> ScorePage:
-    """One row per arch x requested proxy, in request order; paginated with ``limit`` and ``cursor``."""
-    job = services.store.get_job(job_id)
+    """One row per arch x requested proxy, in request order; a page holds whole archs (keyset on position)."""
+    store = services.store
+    job = store.get_job(job_id)
     if job is None:
         raise field_error(["path", "job_id"], f"unknown job {job_id!r}", 404, "not_found")
-    raw = services.store.job_rows(job_id)
-    rows = {(t.position, t.proxy): (t, sc) for t, sc in raw}
-    positions = sorted({t.position for t, _ in raw})
-    per_proxy: dict[str, dict[int, ScoreItem]] = {}
+    after = int(cursor) - 1 if cursor else -1  # the cursor is the first position of the next page
+    per_arch = max(len(job.proxies), 1)
+    rows = store.job_rows(job_id, after=after, positions=max(limit // per_arch, 1))
+    by_key = {(t.position, t.proxy): (t, sc) for t, sc in rows}
+    positions = list(dict.fromkeys(t.position for t, _ in rows))
+    population = {}
     for name in job.proxies:
         spec = get_spec(name)
-        if spec.population:
-            per_proxy[name] = _population_items(spec, rows, positions)
-        else:
-            per_proxy[name] = {p: _item(*rows[(p, name)]) for p in positions}
-    items: list[Any] = [per_proxy[name][p] for p in positions for name in job.proxies]
-    start = int(cursor or 0)
-    page = items[start : start + limit]
-    nxt = str(start + limit) if start + limit < len(items) else None
-    return ScorePage(items=page, next=nxt)
+        if spec.population:  # aggregated over every arch of the job, whatever the page
+            population[name] = _population(spec, store.job_rows(job_id, proxies=spec.components))
+    items: list[ScoreItem] = []
+    for p in positions:
+        for name in job.proxies:
+            if name in population:
+                task = by_key[(p, get_spec(name).components[0])][0]
+                items.append(population[name][task.arch])
+            else:
+                items.append(_item(*by_key[(p, name)]))
+    nxt = str(positions[-1] + 1) if positions and store.has_positions_after(job_id, positions[-1]) else None
+    return ScorePage(items=items, next=nxt)

@@ -8,10 +8,11 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from api.deps import ServicesDep
-from api.schemas import Health, ProxyInfo
-from service.proxies.catalog import list_specs
-from workers.streams import GROUP
+from zcscore.api.deps import ServicesDep
+from zcscore.api.schemas import Health, ProxyInfo, SpaceInfo
+from zcscore.proxies.catalog import list_specs
+from zcscore.spaces import list_spaces
+from zcscore.workers.streams import GROUP
 
 router = APIRouter(tags=["service"])
 
@@ -34,6 +35,12 @@ def proxies() -> list[ProxyInfo]:
         )
         for s in list_specs()
     ]
+
+
+@router.get("/v1/spaces")
+def spaces() -> list[SpaceInfo]:
+    """The registered search spaces (built-in and plugins)."""
+    return [SpaceInfo(name=s.name, description=s.description, example=s.example, size=s.size) for s in list_spaces()]
 
 
 @router.get("/healthz", response_model=Health, responses={503: {"model": Health}})

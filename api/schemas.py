@@ -6,9 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.spaces.nb201 import EXAMPLE_ARCH
+from zcscore.spaces.nb201 import EXAMPLE_ARCH
 
-Space = Literal["nb201"]
 ScoreValue = float | Literal["inf", "-inf"] | None
 
 
@@ -24,7 +23,7 @@ class JobRequest(BaseModel):
     """A batch of architectures to score with a list of proxies."""
 
     model_config = ConfigDict(extra="forbid")
-    space: Space = "nb201"
+    space: str = Field("nb201", max_length=64, description="a registered space (GET /v1/spaces)")
     archs: list[str] = Field(min_length=1, examples=[[EXAMPLE_ARCH]])
     proxies: list[str] = Field(min_length=1, max_length=50, examples=[["params", "flops"]])
     config: JobConfig = Field(default_factory=JobConfig)
@@ -101,6 +100,15 @@ class ProxyInfo(BaseModel):
     population: bool
     components: list[str]
     input_protocol: str
+
+
+class SpaceInfo(BaseModel):
+    """A registered search space."""
+
+    name: str
+    description: str
+    example: str
+    size: int | None
 
 
 class Health(BaseModel):

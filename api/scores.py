@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 from typing import Annotated, Literal
@@ -9,14 +10,14 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from api.deps import ServicesDep
-from api.errors import field_error
-from api.schemas import Space, StoredScore, StoredScores
-from service.commands.score import format_score
-from service.proxies.catalog import ProxySpec, get_spec
-from service.spaces.nb201 import ArchError, NB201Arch
-from storage.keys import decode_score, json_score
-from storage.models import Score
+from zcscore.api.deps import ServicesDep
+from zcscore.api.errors import field_error
+from zcscore.api.schemas import StoredScore, StoredScores
+from zcscore.commands.score import format_score
+from zcscore.proxies.catalog import ProxySpec, get_spec
+from zcscore.spaces import Space, SpaceError, get_space
+from zcscore.storage.keys import decode_score, json_score
+from zcscore.storage.models import Score
 
 router = APIRouter(prefix="/v1", tags=["scores"])
 
@@ -30,6 +31,14 @@ def stored_proxy(name: str) -> ProxySpec:
     if spec.population:
         raise field_error(["query", "proxy"], f"{name!r} is a population proxy: read it from a job's scores")
     return spec
+
+
+def known_space(name: str) -> Space:
+    """The registered space ``name``; 422 naming ``space`` otherwise."""
+    try:
+        return get_space(name)
+    except KeyError as exc:
+        raise field_error(["query", "space"], str(exc).strip("\"'")) from None
 
 
 def stored(sc: Score) -> StoredScore:
@@ -51,14 +60,15 @@ def stored(sc: Score) -> StoredScore:
 def lookup(
     services: ServicesDep,
     proxy: Annotated[str, Query(max_length=64)],
-    arch: Annotated[str, Query(max_length=200)],
-    space: Space = "nb201",
+    arch: Annotated[str, Query(max_length=4000)],
+    space: Annotated[str, Query(max_length=64)] = "nb201",
 ) -> StoredScores:
     """Stored scores of one arch (any isomorph) and proxy, over every seed/config."""
+    sp = known_space(space)
     stored_proxy(proxy)
     try:
-        arch_hash = NB201Arch.parse(arch).canonical_hash()
-    except ArchError as exc:
+        arch_hash = sp.canonical_hash(sp.parse(arch))
+    except SpaceError as exc:
         raise field_error(["query", "arch"], str(exc)) from None
     return StoredScores(items=[stored(s) for s in services.store.lookup(space, proxy, arch_hash)])
 
@@ -67,11 +77,12 @@ def lookup(
 def top(
     services: ServicesDep,
     proxy: Annotated[str, Query(max_length=64)],
-    space: Space = "nb201",
+    space: Annotated[str, Query(max_length=64)] = "nb201",
     k: Annotated[int, Query(ge=1, le=1000)] = 10,
     seed: Annotated[int | None, Query(ge=0, le=2**31 - 1)] = None,
 ) -> StoredScores:
     """The ``k`` best stored archs of a proxy (ordered in SQL; +inf first, NaN excluded)."""
+    known_space(space)
     spec = stored_proxy(proxy)
     rows = services.store.top(space, proxy, k, seed, descending=spec.higher_is_better)
     return StoredScores(items=[stored(s) for s in rows])
@@ -84,39 +95,44 @@ def top(
 )
 def export(
     services: ServicesDep,
-    space: Space = "nb201",
+    space: Annotated[str, Query(max_length=64)] = "nb201",
     format: Literal["csv", "parquet"] = "csv",
     proxy: Annotated[str | None, Query(max_length=64)] = None,
 ) -> Response:
     """Every stored score of a space as CSV (scores as nan/inf/-inf text) or Parquet (IEEE floats)."""
-    import pandas as pd
-
+    known_space(space)
     if proxy is not None:
         stored_proxy(proxy)
     rows = services.store.export(space, proxy)
-    frame = pd.DataFrame(
-        {
-            "arch": [r.arch for r in rows],
-            "proxy": [r.proxy for r in rows],
-            "proxy_version": [r.proxy_version for r in rows],
-            "seed": [r.seed for r in rows],
-            "config_hash": [r.config_hash for r in rows],
-            "score": [decode_score(r.value, r.kind) for r in rows],
-            "seconds": [r.seconds for r in rows],
-            "components": [json.dumps(r.components, sort_keys=True) for r in rows],
-            "provenance": [json.dumps(r.provenance, sort_keys=True) for r in rows],
-        }
-    )
+    columns = {
+        "arch": [r.arch for r in rows],
+        "proxy": [r.proxy for r in rows],
+        "proxy_version": [r.proxy_version for r in rows],
+        "seed": [r.seed for r in rows],
+        "config_hash": [r.config_hash for r in rows],
+        "score": [decode_score(r.value, r.kind) for r in rows],
+        "seconds": [r.seconds for r in rows],
+        "components": [json.dumps(r.components, sort_keys=True) for r in rows],
+        "provenance": [json.dumps(r.provenance, sort_keys=True) for r in rows],
+    }
     if format == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
         buf = io.BytesIO()
-        frame.to_parquet(buf, index=False)
+        pq.write_table(pa.table(columns), buf)
         return Response(
             buf.getvalue(),
             media_type="application/vnd.apache.parquet",
             headers={"Content-Disposition": f'attachment; filename="{space}_scores.parquet"'},
         )
-    frame["score"] = frame["score"].map(format_score)
-    text = frame.to_csv(index=False)
+    columns["score"] = [format_score(v) for v in columns["score"]]
+    text = io.StringIO(newline="")
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(columns)
+    writer.writerows(zip(*columns.values()))
     return Response(
-        text, media_type="text/csv", headers={"Content-Disposition": f'attachment; filename="{space}_scores.csv"'}
+        text.getvalue(),
+        media_type="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{space}_scores.csv"'},
     )

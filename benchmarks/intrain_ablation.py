@@ -20,11 +20,11 @@ import torch
 from scipy.stats import kendalltau
 from torch import nn
 
-from service.engine import ArchContext, ScoreConfig, seed_everything
-from service.proxies.intrain import InTrainStats, cell_layers, conv_linear_layers, gaussian_input, run_intrain
-from service.settings import get_settings
-from service.spaces.nb201 import NB201Arch
-from service.spaces.nb201_net import build_nb201
+from zcscore.engine import ArchContext, ScoreConfig, seed_everything
+from zcscore.proxies.intrain import InTrainStats, cell_layers, conv_linear_layers, gaussian_input, run_intrain
+from zcscore.settings import get_settings
+from zcscore.spaces.nb201 import NB201Arch
+from zcscore.spaces.nb201_net import build_nb201
 
 log = logging.getLogger("intrain_ablation")
 
@@ -96,7 +96,7 @@ def tau(scores: list[float], accs: list[float]) -> float:
 
 def timing(archs: list[str]) -> tuple[float, float]:
     """Mean seconds of the InTrain pass and of its floor (bare forward + CE backward, same input), CPU."""
-    from service.proxies.intrain import intrain_pass
+    from zcscore.proxies.intrain import intrain_pass
 
     ours = floor = 0.0
     for arch in archs:

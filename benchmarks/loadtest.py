@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 def distinct_archs(n: int, offset: int = 0) -> list[str]:
     """``n`` archs from distinct isomorphism classes (canonical strings), in a fixed order."""
-    from service.spaces.nb201 import NB201Arch
+    from zcscore.spaces.nb201 import NB201Arch
 
     ops = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
     seen, out = set(), []
@@ -53,7 +53,7 @@ def in_process(archs: list[str], proxies: list[str], seed: int) -> tuple[float, 
     """Wall seconds for the core to score ``archs`` in this process, and the sum of record seconds."""
     import torch
 
-    from service.engine import Engine, ScoreConfig
+    from zcscore.engine import Engine, ScoreConfig
 
     torch.set_num_threads(1)
     engine = Engine(proxies, ScoreConfig(seed=seed, threads=1))
@@ -87,7 +87,7 @@ def via_service(archs: list[str], proxies: list[str], seed: int, workers: int, b
         }
         log = open(Path(home) / "serve.log", "wb")  # noqa: SIM115
         proc = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "serve", "--port", str(port), "--ray-cpus", "2"],
+            [sys.executable, "-m", "zcscore.cli", "serve", "--port", str(port), "--ray-cpus", "2"],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 from scipy.stats import rankdata
 
-from service.proxies.catalog import ProxySpec
+from zcscore.proxies.catalog import ProxySpec
+from zcscore.records import ScoreRecord
 
 
 def log_rank_sum(columns: Sequence[Sequence[float]]) -> np.ndarray:
@@ -30,11 +31,9 @@ def log_rank_sum(columns: Sequence[Sequence[float]]) -> np.ndarray:
 
 
 def population_records(
-    spec: ProxySpec, archs: Sequence[str], table: Mapping[tuple[str, str], Any], provenance: dict[str, Any]
-) -> list[Any]:
+    spec: ProxySpec, archs: Sequence[str], table: Mapping[tuple[str, str], ScoreRecord], provenance: dict[str, Any]
+) -> list[ScoreRecord]:
     """Records of population proxy ``spec`` over the distinct ``archs``, from their component records."""
-    from service.engine import ScoreRecord
-
     distinct = list(dict.fromkeys(archs))
     columns = [[table[(a, c)].score for a in distinct] for c in spec.components]
     agg = log_rank_sum(columns)

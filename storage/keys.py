@@ -1,4 +1,10 @@
-"""Cache keys and score encoding, shared by the API and the workers (torch-free)."""
+"""Cache keys and score encoding, shared by the API and the workers (torch-free).
+
+A stored score is a pure function of its key: (canonical arch hash, proxy, proxy version, config hash),
+where the config is what changes that proxy's numbers: the seed and head width always; the numerics
+(device kind, memory layout, CPU threads; :mod:`zcscore.numerics`) when the proxy runs the network;
+the digest of the real images when it reads them.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +13,28 @@ import json
 import math
 from typing import Any
 
-SCORE_DATA = "cifar10_subset"
+from zcscore.numerics import Numerics
+from zcscore.proxies.catalog import ProxySpec
 
 
-def config_dict(seed: int, num_classes: int = 10) -> dict[str, Any]:
-    """The score-relevant config, equal to ``ScoreConfig(seed, num_classes=...).cache_dict()``."""
-    return {"seed": seed, "num_classes": num_classes, "data": SCORE_DATA}
+def job_config(seed: int, num_classes: int, numerics: Numerics, data_digest: str | None = None) -> dict[str, Any]:
+    """Everything a job's scores may depend on (what travels in queue messages to the workers)."""
+    return {"seed": seed, "num_classes": num_classes, "numerics": numerics.key(), "data": data_digest}
+
+
+def proxy_config(spec: ProxySpec, config: dict[str, Any]) -> dict[str, Any]:
+    """The part of a job config that changes ``spec``'s scores (hashed into its cache key)."""
+    out: dict[str, Any] = {"seed": config["seed"], "num_classes": config["num_classes"]}
+    if spec.needs_network_pass:
+        out["numerics"] = config["numerics"]
+    if spec.needs_data:
+        out["data"] = config["data"]
+    return out
+
+
+def proxy_config_hash(spec: ProxySpec, config: dict[str, Any]) -> str:
+    """``config_hash(proxy_config(spec, config))``."""
+    return config_hash(proxy_config(spec, config))
 
 
 def config_hash(config: dict[str, Any]) -> str:

@@ -45,5 +45,5 @@ def check_at_head(engine: Engine) -> None:
     if current != head:
         raise RuntimeError(
             f"database schema is at {current!r}, code expects {head!r}: "
-            "run `ZCSCORE_DATABASE_URL=... alembic -c storage/alembic.ini upgrade head`"
+            f"run `ZCSCORE_DATABASE_URL=... alembic -c {INI} upgrade head`"
         )

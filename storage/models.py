@@ -33,8 +33,8 @@ class Score(Base):
     __tablename__ = "scores"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     cache_key: Mapped[str] = mapped_column(String(64), unique=True)
-    space: Mapped[str] = mapped_column(String(16))
-    arch: Mapped[str] = mapped_column(String(200))  # canonical representative
+    space: Mapped[str] = mapped_column(String(64))
+    arch: Mapped[str] = mapped_column(Text)  # canonical representative (the space's encoding)
     arch_hash: Mapped[str] = mapped_column(String(64))
     proxy: Mapped[str] = mapped_column(String(64))
     proxy_version: Mapped[int] = mapped_column(Integer)
@@ -60,7 +60,7 @@ class Job(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True, nullable=True)
     request_hash: Mapped[str] = mapped_column(String(64))
-    space: Mapped[str] = mapped_column(String(16))
+    space: Mapped[str] = mapped_column(String(64))
     proxies: Mapped[list[str]] = mapped_column(JSON)  # as requested (population proxies included)
     config: Mapped[dict[str, Any]] = mapped_column(JSON)
     config_hash: Mapped[str] = mapped_column(String(64))
@@ -76,8 +76,8 @@ class JobTask(Base):
     job_id: Mapped[str] = mapped_column(String(36), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
     position: Mapped[int] = mapped_column(Integer, primary_key=True)  # index of the arch in the request
     proxy: Mapped[str] = mapped_column(String(64), primary_key=True)
-    arch: Mapped[str] = mapped_column(String(200))  # as submitted
-    canonical: Mapped[str] = mapped_column(String(200))
+    arch: Mapped[str] = mapped_column(Text)  # as submitted
+    canonical: Mapped[str] = mapped_column(Text)
     cache_key: Mapped[str] = mapped_column(String(64))
     error: Mapped[str | None] = mapped_column(Text, nullable=True)  # set when the task failed for good
 

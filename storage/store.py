@@ -18,8 +18,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
-from storage.migrate import check_at_head, upgrade
-from storage.models import Job, JobTask, Score
+from zcscore.storage.migrate import check_at_head, upgrade
+from zcscore.storage.models import Job, JobTask, Score
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,7 @@ class TaskRow:
     position: int
     arch: str
     canonical: str
+    arch_hash: str
     proxy: str
     cache_key: str
 
@@ -183,16 +184,42 @@ class SqlStore:
             ).one()
         return Progress(job_id, job.total, int(done), int(failed))
 
-    def job_rows(self, job_id: str) -> list[tuple[JobTask, Score | None]]:
-        """Every task of a job with its score (or None), ordered by arch position then proxy."""
+    def job_rows(
+        self, job_id: str, after: int = -1, positions: int | None = None, proxies: Sequence[str] | None = None
+    ) -> list[tuple[JobTask, Score | None]]:
+        """Tasks of a job with their score (or None), ordered by arch position then proxy.
+
+        Keyset pagination in SQL: only arch positions ``> after``, at most ``positions`` of them, and only
+        the task proxies in ``proxies`` when given.
+        """
+        q = (
+            select(JobTask, Score)
+            .outerjoin(Score, Score.cache_key == JobTask.cache_key)
+            .where(JobTask.job_id == job_id, JobTask.position > after)
+        )
+        if proxies is not None:
+            q = q.where(JobTask.proxy.in_(list(proxies)))
+        if positions is not None:
+            page = (
+                select(JobTask.position)
+                .where(JobTask.job_id == job_id, JobTask.position > after)
+                .distinct()
+                .order_by(JobTask.position)
+                .limit(positions)
+                .scalar_subquery()
+            )
+            q = q.where(JobTask.position.in_(page))
         with self.session() as s:
-            res = s.execute(
-                select(JobTask, Score)
-                .outerjoin(Score, Score.cache_key == JobTask.cache_key)
-                .where(JobTask.job_id == job_id)
-                .order_by(JobTask.position, JobTask.proxy)
-            ).all()
+            res = s.execute(q.order_by(JobTask.position, JobTask.proxy)).all()
         return [(t, sc) for t, sc in res]
+
+    def has_positions_after(self, job_id: str, after: int) -> bool:
+        """Whether the job has arch positions beyond ``after`` (for the next-page cursor)."""
+        with self.session() as s:
+            found = s.scalars(
+                select(JobTask.position).where(JobTask.job_id == job_id, JobTask.position > after).limit(1)
+            ).first()
+        return found is not None
 
     def unfinished_jobs(self, limit: int = 1000) -> list[str]:
         """Ids of jobs not yet marked finished, oldest first."""

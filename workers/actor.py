@@ -1,69 +1,68 @@
 """The Ray scoring actor: long-lived, holds engines (and their data) on its device, scores batches.
 
-Kept importable without torch; torch and the engine load in the actor process on construction.
+Kept importable without torch; torch and the engine load in the actor process on construction. The
+message config says which numerics and which real images a score's cache key was computed for; the
+actor scores with exactly those, and refuses a config its device or data cannot honour.
 """
 
 from __future__ import annotations
 
 import os
-import time
 from typing import Any
 
 
+class ConfigMismatch(RuntimeError):
+    """The actor cannot produce scores for the message's config (other device kind or other data)."""
+
+
 class ScoringActor:
-    """Scores batches of canonical NB201 archs; one engine per (proxies, config), reused across calls."""
+    """Scores batches of canonical archs; one engine per (proxies, config), reused across calls."""
 
-    def __init__(
-        self,
-        device: str = "cpu",
-        threads: int | None = 1,
-        fault_delay_s: float = 0.0,
-        fault_stall_arch: str | None = None,
-    ) -> None:
-        import torch
-
-        from service.proxies.registry import load_implementations
+    def __init__(self, device: str = "cpu", plugins: list[str] | None = None) -> None:
+        from zcscore.proxies.registry import load_implementations
+        from zcscore.spaces import load_plugins
 
         load_implementations()
-
-        if threads:
-            torch.set_num_threads(threads)
+        load_plugins(plugins or [])
         self.device = device
-        self.threads = threads
-        self.fault_delay_s = fault_delay_s
-        self.fault_stall_arch = fault_stall_arch
-        self._engines: dict[tuple[Any, ...], Any] = {}
+        self._engines: dict[str, Any] = {}
 
     def pid(self) -> int:
         """The actor's process id."""
         return os.getpid()
 
     def _engine(self, proxies: tuple[str, ...], config: dict[str, Any]) -> Any:
-        from service.engine import Engine, ScoreConfig
+        import json
 
-        key = (proxies, config["seed"], config.get("num_classes", 10))
-        if key not in self._engines:
-            cfg = ScoreConfig(
-                seed=int(config["seed"]),
-                num_classes=int(config.get("num_classes", 10)),
-                device=self.device,
-                threads=self.threads,
-            )
-            self._engines[key] = Engine(list(proxies), cfg)
+        from zcscore.engine import Engine, ScoreConfig
+        from zcscore.numerics import device_kind
+
+        key = json.dumps([proxies, config], sort_keys=True)
+        if key in self._engines:
+            return self._engines[key]
+        numerics = config["numerics"]
+        if numerics["device"] != device_kind(self.device):
+            raise ConfigMismatch(f"task numerics are for {numerics['device']}, this actor runs on {self.device}")
+        cfg = ScoreConfig(
+            seed=int(config["seed"]),
+            num_classes=int(config["num_classes"]),
+            device=self.device,
+            threads=int(numerics["threads"] or 1),
+            channels_last=bool(numerics["channels_last"]),
+        )
+        if config.get("data"):
+            digest = cfg.real_data().content_digest
+            if digest != config["data"]:
+                raise ConfigMismatch(f"task wants images {config['data'][:12]}, this worker resolves {digest[:12]}")
+        self._engines[key] = Engine(list(proxies), cfg)
         return self._engines[key]
 
-    def score(self, proxies: tuple[str, ...], config: dict[str, Any], archs: list[str]) -> list[dict[str, Any]]:
-        """Score ``archs`` with ``proxies``; one dict per arch x proxy (ScoreRecord fields)."""
+    def score(
+        self, space: str, proxies: tuple[str, ...], config: dict[str, Any], archs: list[str]
+    ) -> list[dict[str, Any]]:
+        """Score ``archs`` of ``space`` with ``proxies``; one dict per arch x proxy (ScoreRecord fields)."""
         engine = self._engine(tuple(proxies), config)
-        if self.fault_delay_s or self.fault_stall_arch:
-            records = []
-            for arch in archs:
-                if arch == self.fault_stall_arch:
-                    time.sleep(3600)
-                time.sleep(self.fault_delay_s)
-                records.extend(engine.score_archs([arch]))
-        else:
-            records = engine.score_archs(archs)
+        records = engine.score_archs(archs, space=space)
         return [
             {
                 "arch": r.arch,

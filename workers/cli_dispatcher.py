@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def apply_overrides(args: argparse.Namespace) -> object:
     """Settings from the environment with the command-line overrides applied."""
-    from service.settings import get_settings
+    from zcscore.settings import get_settings
 
     s = get_settings()
     if args.workers is not None:
@@ -35,7 +35,7 @@ def apply_overrides(args: argparse.Namespace) -> object:
 
 def run(args: argparse.Namespace) -> int:
     """Run until SIGINT/SIGTERM."""
-    from workers.runtime import build_dispatcher, init_ray
+    from zcscore.workers.runtime import build_dispatcher, init_ray
 
     settings = apply_overrides(args)
     if not settings.redis_url:  # type: ignore[attr-defined]

@@ -22,10 +22,10 @@ def run(args: argparse.Namespace) -> int:
     """Start everything; stop on SIGINT/SIGTERM."""
     import uvicorn
 
-    from api.app import create_app
-    from workers.cli_dispatcher import apply_overrides
-    from workers.runtime import build_dispatcher, init_ray, run_in_thread
-    from workers.streams import shutdown_embedded
+    from zcscore.api.app import create_app
+    from zcscore.workers.cli_dispatcher import apply_overrides
+    from zcscore.workers.runtime import build_dispatcher, init_ray, run_in_thread
+    from zcscore.workers.streams import shutdown_embedded
 
     settings = apply_overrides(args)
     init_ray(settings, args.ray_cpus)  # type: ignore[arg-type]

@@ -22,13 +22,13 @@ from typing import Any
 
 import redis
 
-from service.proxies.catalog import get_spec
-from service.settings import Settings
-from service.spaces.nb201 import NB201Arch
-from storage.keys import cache_key_for, config_hash, encode_score
-from storage.store import SqlStore
-from workers.pool import ActorPool
-from workers.streams import GROUP, Names, TaskMessage, enqueue, ensure_group, group_messages
+from zcscore.proxies.catalog import get_spec
+from zcscore.settings import Settings
+from zcscore.storage.keys import encode_score, proxy_config_hash
+from zcscore.storage.store import SqlStore
+from zcscore.workers.jobs import enqueue_missing
+from zcscore.workers.pool import ActorPool
+from zcscore.workers.streams import GROUP, Names, TaskMessage, ensure_group
 
 log = logging.getLogger(__name__)
 
@@ -42,26 +42,19 @@ class Pending:
     keys: dict[str, str]  # proxy -> cache key
 
 
-def task_keys(msg: TaskMessage) -> dict[str, str]:
-    """Cache key of every proxy of a message."""
-    arch_hash = NB201Arch.parse(msg.arch).canonical_hash()
-    cfg = config_hash(msg.config)
-    return {p: cache_key_for(arch_hash, p, get_spec(p).version, cfg) for p in msg.proxies}
-
-
 def score_row(msg: TaskMessage, key: str, rec: dict[str, Any]) -> dict[str, Any]:
-    """A ``scores`` row from an actor record."""
+    """A ``scores`` row from an actor record (the message carries the canonical arch, its hash and the key)."""
     value, kind = encode_score(rec["score"])
     comps = {k: (v if encode_score(v)[1] == "finite" else encode_score(v)[1]) for k, v in rec["components"].items()}
-    arch = NB201Arch.parse(msg.arch)
+    spec = get_spec(rec["proxy"])
     return {
         "cache_key": key,
         "space": msg.space,
-        "arch": arch.canonical().to_str(),
-        "arch_hash": arch.canonical_hash(),
-        "proxy": rec["proxy"],
-        "proxy_version": get_spec(rec["proxy"]).version,
-        "config_hash": config_hash(msg.config),
+        "arch": msg.arch,
+        "arch_hash": msg.arch_hash,
+        "proxy": spec.name,
+        "proxy_version": spec.version,
+        "config_hash": proxy_config_hash(spec, msg.config),
         "seed": int(msg.config["seed"]),
         "value": value,
         "kind": kind,
@@ -165,7 +158,7 @@ class Dispatcher:
             eid = eid.decode() if isinstance(eid, bytes) else eid
             try:
                 msg = TaskMessage.from_fields(fields)
-                pending.append(Pending(eid, msg, task_keys(msg)))
+                pending.append(Pending(eid, msg, dict(msg.keys)))
             except Exception as exc:  # malformed entry: dead-letter it
                 self.r.xadd(self.names.dead, {"entry": eid, "error": f"malformed: {exc}"})
                 self.r.xack(self.names.tasks, GROUP, eid)
@@ -175,8 +168,8 @@ class Dispatcher:
             if not left:
                 self._ack([p])
                 continue
-            p.msg = TaskMessage(p.msg.space, p.msg.arch, left, p.msg.config, p.msg.solo)
-            p.keys = {q: p.keys[q] for q in left}
+            p.msg = p.msg.only(left)
+            p.keys = dict(p.msg.keys)
             attempts = int(self.r.hincrby(self.names.attempts, p.msg.task_id, 1))
             if attempts > self.s.max_deliveries:
                 self._dead_letter(p)
@@ -193,13 +186,16 @@ class Dispatcher:
                 same = [
                     p
                     for p in self.buffer
-                    if not p.msg.solo and p.msg.proxies == first.msg.proxies and p.msg.config == first.msg.config
+                    if not p.msg.solo
+                    and (p.msg.space, p.msg.proxies, p.msg.config)
+                    == (first.msg.space, first.msg.proxies, first.msg.config)
                 ][: self.s.batch_size - 1]
                 for p in same:
                     self.buffer.remove(p)
                 batch.extend(same)
             timeout = self.s.arch_timeout_s * len(batch)
-            self.pool.submit(slot, batch, first.msg.proxies, first.msg.config, [p.msg.arch for p in batch], timeout)
+            msg = first.msg
+            self.pool.submit(slot, batch, msg.space, msg.proxies, msg.config, [p.msg.arch for p in batch], timeout)
 
     def _drain_results(self, timeout: float) -> None:
         for batch, records, error in self.pool.poll(timeout):
@@ -231,7 +227,7 @@ class Dispatcher:
         pipe = self.r.pipeline(transaction=False)
         for p in batch:
             pipe.hset(self.names.errors, p.msg.task_id, error)
-            solo = TaskMessage(p.msg.space, p.msg.arch, p.msg.proxies, p.msg.config, solo=True)
+            solo = p.msg.only(p.msg.proxies, solo=True)
             pipe.xadd(self.names.tasks, solo.fields())  # type: ignore[arg-type]
             pipe.hset(self.names.attempts, solo.task_id, self.r.hget(self.names.attempts, p.msg.task_id) or 1)
             pipe.xack(self.names.tasks, GROUP, p.entry_id)
@@ -272,12 +268,8 @@ class Dispatcher:
                 continue
             if self.r.exists(self.names.enqueued(job_id)):
                 continue
-            job = self.store.get_job(job_id)
-            missing = self.store.missing_tasks(job_id)
-            if job is None or not missing:
-                continue
-            msgs = group_messages(job.space, job.config, [(t.canonical, t.proxy) for t in missing])
-            requeued += enqueue(self.r, self.names, msgs)
-            self.r.set(self.names.enqueued(job_id), "1", ex=7 * 86400)  # after: a partial enqueue is redone
-            log.info("reconciler re-enqueued %d archs of job %s", len(msgs), job_id)
+            sent = enqueue_missing(self.store, self.r, self.names, job_id)
+            requeued += sent
+            if sent:
+                log.info("reconciler re-enqueued %d archs of job %s", sent, job_id)
         return requeued

@@ -10,7 +10,7 @@ from typing import Any
 
 import ray
 
-from workers.actor import ScoringActor
+from zcscore.workers.actor import ScoringActor
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +92,7 @@ class ActorPool:
         self,
         slot: Slot,
         payload: Any,
+        space: str,
         proxies: tuple[str, ...],
         config: dict[str, Any],
         archs: list[str],
@@ -101,7 +102,7 @@ class ActorPool:
 
         The deadline counts from when the previous call on the slot is due, since the actor runs calls in turn.
         """
-        ref = slot.actor.score.remote(proxies, config, archs)
+        ref = slot.actor.score.remote(space, proxies, config, archs)
         start = max([time.monotonic()] + [c.deadline for c in slot.calls])
         slot.calls.append(Call(ref, payload, start + timeout_s))
 

@@ -7,7 +7,7 @@ import os
 import threading
 from typing import Any
 
-from service.settings import Settings
+from zcscore.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -28,10 +28,10 @@ def init_ray(settings: Settings, num_cpus: int | None = None) -> None:
 
 def build_dispatcher(settings: Settings, consumer: str | None = None) -> Any:
     """Open store and Redis, start the actor pool, and return a ready :class:`Dispatcher`."""
-    from storage.store import open_store
-    from workers.dispatcher import Dispatcher
-    from workers.pool import ActorPool
-    from workers.streams import Names, connect
+    from zcscore.storage.store import open_store
+    from zcscore.workers.dispatcher import Dispatcher
+    from zcscore.workers.pool import ActorPool
+    from zcscore.workers.streams import Names, connect
 
     store = open_store(settings.resolved_database_url, migrate=True)
     r = connect(settings.redis_url, settings.home)
@@ -46,12 +46,7 @@ def build_dispatcher(settings: Settings, consumer: str | None = None) -> Any:
         name,
         num_cpus=settings.cpus_per_worker,
         num_gpus=settings.gpus_per_worker,
-        actor_kwargs={
-            "device": settings.device,
-            "threads": settings.threads or 1,
-            "fault_delay_s": settings.fault_delay_s,
-            "fault_stall_arch": settings.fault_stall_arch,
-        },
+        actor_kwargs={"device": settings.device, "plugins": list(settings.plugins)},
         on_spawn=on_spawn,
     )
     return Dispatcher(settings, store, r, pool, consumer=name)

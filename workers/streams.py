@@ -2,6 +2,8 @@
 
 Torch- and Ray-free: the API enqueues with these helpers. One message is one canonical arch with the
 task proxies still missing for it under one config, so the engine shares passes between those proxies.
+A message carries the arch's canonical hash and each proxy's cache key: no layer after the API parses it
+again except the actor that builds the network.
 """
 
 from __future__ import annotations
@@ -62,13 +64,22 @@ class Names:
 
 @dataclass(frozen=True)
 class TaskMessage:
-    """One canonical arch to score with ``proxies`` under ``config``."""
+    """One canonical arch to score with ``proxies`` under ``config``; ``keys`` maps proxy -> cache key."""
 
     space: str
     arch: str
+    arch_hash: str
     proxies: tuple[str, ...]
     config: dict[str, Any]
+    keys: dict[str, str]
     solo: bool = False  # score alone (a retry after a failed batch)
+
+    def only(self, proxies: tuple[str, ...], solo: bool | None = None) -> TaskMessage:
+        """The same message restricted to ``proxies`` (optionally marked solo)."""
+        keys = {p: self.keys[p] for p in proxies}
+        return TaskMessage(
+            self.space, self.arch, self.arch_hash, proxies, self.config, keys, self.solo if solo is None else solo
+        )
 
     @property
     def task_id(self) -> str:
@@ -80,8 +91,10 @@ class TaskMessage:
         return {
             "space": self.space,
             "arch": self.arch,
+            "arch_hash": self.arch_hash,
             "proxies": ",".join(self.proxies),
             "config": json.dumps(self.config, sort_keys=True),
+            "keys": json.dumps(self.keys, sort_keys=True),
             "solo": "1" if self.solo else "0",
         }
 
@@ -92,21 +105,33 @@ class TaskMessage:
             (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
             for k, v in fields.items()
         }
-        return cls(
-            f["space"],
-            f["arch"],
-            tuple(p for p in f["proxies"].split(",") if p),
-            json.loads(f["config"]),
-            f.get("solo") == "1",
-        )
+        proxies = tuple(p for p in f["proxies"].split(",") if p)
+        keys = json.loads(f["keys"])
+        if set(keys) != set(proxies):
+            raise ValueError(f"keys {sorted(keys)} do not match proxies {list(proxies)}")
+        return cls(f["space"], f["arch"], f["arch_hash"], proxies, json.loads(f["config"]), keys, f.get("solo") == "1")
 
 
-def group_messages(space: str, config: dict[str, Any], tasks: list[tuple[str, str]]) -> list[TaskMessage]:
-    """Messages for ``(canonical arch, proxy)`` tasks: one per arch, proxies sorted and deduplicated."""
-    by_arch: dict[str, set[str]] = {}
-    for arch, proxy in tasks:
-        by_arch.setdefault(arch, set()).add(proxy)
-    return [TaskMessage(space, a, tuple(sorted(p)), config) for a, p in by_arch.items()]
+@dataclass(frozen=True)
+class Task:
+    """One missing (canonical arch, proxy) score and its cache key."""
+
+    canonical: str
+    arch_hash: str
+    proxy: str
+    cache_key: str
+
+
+def group_messages(space: str, config: dict[str, Any], tasks: list[Task]) -> list[TaskMessage]:
+    """Messages for tasks: one per canonical arch, proxies sorted and deduplicated."""
+    by_arch: dict[str, dict[str, str]] = {}
+    hashes: dict[str, str] = {}
+    for t in tasks:
+        by_arch.setdefault(t.canonical, {})[t.proxy] = t.cache_key
+        hashes[t.canonical] = t.arch_hash
+    return [
+        TaskMessage(space, a, hashes[a], tuple(sorted(k)), config, dict(sorted(k.items()))) for a, k in by_arch.items()
+    ]
 
 
 def enqueue(r: redis.Redis, names: Names, messages: list[TaskMessage]) -> int:

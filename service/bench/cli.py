@@ -65,9 +65,9 @@ def _fail(msg: str) -> int:
 
 
 def _select_archs(args: argparse.Namespace) -> list[str]:
-    from service.bench.truth import all_archs, sample_archs
-    from service.commands.score import read_archs
-    from service.spaces.nb201 import NB201Arch
+    from zcscore.bench.truth import all_archs, sample_archs
+    from zcscore.commands.score import read_archs
+    from zcscore.spaces.nb201 import NB201Arch
 
     if args.sample is not None:
         archs = sample_archs(args.sample, args.seed)
@@ -103,8 +103,8 @@ def run(args: argparse.Namespace) -> int:
         return _fail("--proxies and --out are required (or use --compare A B)")
     if sum([args.sample is not None, args.archs_file is not None, bool(args.all)]) != 1:
         return _fail("give exactly one of --sample N, --archs-file F, --all")
-    from service.proxies.catalog import get_spec
-    from service.spaces.nb201 import ArchError
+    from zcscore.proxies.catalog import get_spec
+    from zcscore.spaces.nb201 import ArchError
 
     proxies = [p.strip() for p in args.proxies.split(",") if p.strip()]
     try:
@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_compare(args: argparse.Namespace) -> int:
-    from service.bench.compare import compare_files, write_agreement
+    from zcscore.bench.compare import compare_files, write_agreement
 
     try:
         rows = compare_files(args.compare[0], args.compare[1], args.map)
@@ -131,7 +131,7 @@ def _run_compare(args: argparse.Namespace) -> int:
 
 
 def _run_floors(args: argparse.Namespace, proxies: list[str], archs: list[str]) -> int:
-    from service.bench.floors import measure, write_speed
+    from zcscore.bench.floors import measure, write_speed
 
     rows = measure(archs, proxies, args.score_seed, args.device, args.threads)
     write_speed(args.out / "speed.csv", rows)
@@ -141,9 +141,9 @@ def _run_floors(args: argparse.Namespace, proxies: list[str], archs: list[str]) 
 
 
 def _run_bench(args: argparse.Namespace, proxies: list[str], archs: list[str]) -> int:
-    from service.bench.runner import direct_names, group_by_class, score_remaining
-    from service.bench.scorefile import Journal, SeedMismatch, population_records
-    from service.proxies.catalog import get_spec
+    from zcscore.bench.runner import direct_names, group_by_class, score_remaining
+    from zcscore.bench.scorefile import Journal, SeedMismatch, population_records
+    from zcscore.proxies.catalog import get_spec
 
     direct = direct_names(proxies)
     journal = Journal(args.out / "scores.csv", {d: get_spec(d).version for d in direct}, args.score_seed)
@@ -203,7 +203,7 @@ def _run_bench(args: argparse.Namespace, proxies: list[str], archs: list[str]) -
 
 
 def _write_meta(out: Path, meta: dict[str, Any]) -> None:
-    from service.bench.scorefile import read_rows
+    from zcscore.bench.scorefile import read_rows
 
     rows = read_rows(out / "scores.csv")
     if rows:
@@ -215,10 +215,10 @@ def _write_meta(out: Path, meta: dict[str, Any]) -> None:
 
 def render(out: Path, plots: bool = True) -> Path:
     """(Re)write summary.csv, plots and report.md from the files in ``out``."""
-    from service.bench.published import PAPER_C10_COLUMN
-    from service.bench.report import read_speed, write_report
-    from service.bench.scorefile import read_rows
-    from service.bench.summary import paper_target_kendall, read_summary, summarize, write_summary
+    from zcscore.bench.published import PAPER_C10_COLUMN
+    from zcscore.bench.report import read_speed, write_report
+    from zcscore.bench.scorefile import read_rows
+    from zcscore.bench.summary import paper_target_kendall, read_summary, summarize, write_summary
 
     meta_file = out / "run.json"
     complete = meta_file.exists() and json.loads(meta_file.read_text()).get("complete", False)
@@ -246,9 +246,9 @@ def render(out: Path, plots: bool = True) -> Path:
 
 
 def _plots(out: Path, rows: list[Any], archs: list[str], summary: list[dict[str, Any]]) -> list[Path]:
-    from service.bench.plots import scatter, tau_bars
-    from service.bench.scorefile import scores_by_proxy
-    from service.bench.truth import accuracies
+    from zcscore.bench.plots import scatter, tau_bars
+    from zcscore.bench.scorefile import scores_by_proxy
+    from zcscore.bench.truth import accuracies
 
     acc = accuracies(archs, "cifar10_test")
     scores = scores_by_proxy(rows)

@@ -16,7 +16,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from service.bench.metrics import EXCLUDE, rank_correlation
+from zcscore.bench.metrics import EXCLUDE, rank_correlation
 
 Table = dict[str, dict[str, float]]
 NON_SCORE_COLUMNS = {"arch", "index"}

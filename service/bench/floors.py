@@ -26,9 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from service.proxies.catalog import Pass, get_spec
-from service.spaces.nb201 import NB201Arch
-from service.spaces.nb201_net import build_nb201
+from zcscore.proxies.catalog import Pass, get_spec
+from zcscore.spaces.nb201 import NB201Arch
+from zcscore.spaces.nb201_net import build_nb201
 
 FloorFn = Callable[[nn.Module], None]
 
@@ -117,7 +117,7 @@ def measure(
     With several proxies a last row ``all`` times them scored together against the union of their
     distinct passes, which is what pass sharing should approach.
     """
-    from service.engine import Engine, ScoreConfig
+    from zcscore.engine import Engine, ScoreConfig
 
     if threads:
         torch.set_num_threads(threads)

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from service.bench.published import primary
-from service.bench.truth import DATASETS
+from zcscore.bench.published import primary
+from zcscore.bench.truth import DATASETS
 
 
 def _pyplot() -> Any:

@@ -8,10 +8,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from service.bench.metrics import EXCLUDE, NAN_POLICY
-from service.bench.published import PAPER_C10_COLUMN, PUBLISHED, primary
-from service.bench.summary import fmt
-from service.bench.truth import DATASETS, TARGET_COLUMNS
+from zcscore.bench.metrics import EXCLUDE, NAN_POLICY
+from zcscore.bench.published import PAPER_C10_COLUMN, PUBLISHED, primary
+from zcscore.bench.summary import fmt
+from zcscore.bench.truth import DATASETS, TARGET_COLUMNS
 
 SPEED_COLUMNS = ("proxy", "ms_per_arch", "floor_ms_per_arch", "ratio")
 

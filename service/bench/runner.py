@@ -13,14 +13,14 @@ import queue as queue_mod
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from service.bench.scorefile import relabel
+from zcscore.bench.scorefile import relabel
 
 Sink = Callable[[list[Any]], None]
 
 
 def direct_names(proxies: Sequence[str]) -> list[str]:
     """The proxies the engine computes per arch: population proxies replaced by their components."""
-    from service.proxies.catalog import get_spec
+    from zcscore.proxies.catalog import get_spec
 
     out: dict[str, None] = {}
     for name in proxies:
@@ -32,7 +32,7 @@ def direct_names(proxies: Sequence[str]) -> list[str]:
 
 def group_by_class(archs: Sequence[str]) -> dict[str, list[str]]:
     """``{canonical arch string: [input arch strings of that class]}``, in first-seen order."""
-    from service.spaces.nb201 import NB201Arch
+    from zcscore.spaces.nb201 import NB201Arch
 
     groups: dict[str, list[str]] = {}
     for arch in dict.fromkeys(archs):
@@ -58,7 +58,7 @@ def score_remaining(
             sink(relabel(records, arch))
 
     if workers <= 1:
-        from service.engine import Engine, ScoreConfig
+        from zcscore.engine import Engine, ScoreConfig
 
         engine = Engine(list(direct), ScoreConfig(**config))
         engine.score_archs(list(archs), progress=progress, on_records=deliver)
@@ -119,7 +119,7 @@ def _score_in_workers(
 def _worker(archs: list[str], direct: list[str], config: dict[str, Any], out: Any) -> None:
     """Worker process body: score ``archs``, stream each class's records, then ``None``."""
     try:
-        from service.engine import Engine, ScoreConfig
+        from zcscore.engine import Engine, ScoreConfig
 
         engine = Engine(direct, ScoreConfig(**config))
         engine.score_archs(archs, on_records=out.put)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from service.commands.score import CSV_COLUMNS, write_records
+from zcscore.commands.score import CSV_COLUMNS, write_records
 
 
 class SeedMismatch(ValueError):
@@ -143,7 +143,7 @@ class Journal:
 
     def table(self, archs: Sequence[str]) -> dict[tuple[str, str], Any]:
         """``{(arch, proxy): ScoreRecord}`` of the done rows (for population aggregation)."""
-        from service.engine import ScoreRecord
+        from zcscore.records import ScoreRecord
 
         out = {}
         for arch in dict.fromkeys(archs):
@@ -159,7 +159,7 @@ class Journal:
 
 def population_records(spec: Any, archs: Sequence[str], journal: Journal) -> list[Any]:
     """Population proxy ``spec`` over the distinct ``archs`` from the journal's component rows."""
-    from service.aggregate import population_records as aggregate
+    from zcscore.aggregate import population_records as aggregate
 
     table = journal.table(archs)
     first = table[(archs[0], spec.components[0])].provenance

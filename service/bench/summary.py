@@ -8,9 +8,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from service.bench.metrics import count_nonfinite, percentile_ms, policy_for, rank_correlation
-from service.bench.scorefile import Row, scores_by_proxy, seconds_by_proxy
-from service.bench.truth import DATASETS, TARGET_COLUMNS, accuracies
+from zcscore.bench.metrics import count_nonfinite, percentile_ms, policy_for, rank_correlation
+from zcscore.bench.scorefile import Row, scores_by_proxy, seconds_by_proxy
+from zcscore.bench.truth import DATASETS, TARGET_COLUMNS, accuracies
 
 SUMMARY_COLUMNS: tuple[str, ...] = (
     "proxy",
@@ -24,7 +24,7 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
 
 
 def _higher_is_better(proxy: str) -> bool:
-    from service.proxies.catalog import get_spec
+    from zcscore.proxies.catalog import get_spec
 
     try:
         return get_spec(proxy).higher_is_better

@@ -19,7 +19,7 @@ TARGET_COLUMNS: dict[str, str] = {
 def nb201_csv(data_dir: Path | None = None) -> Path:
     """Path of ``nb201.csv`` (settings' data dir unless given)."""
     if data_dir is None:
-        from service.settings import get_settings
+        from zcscore.settings import get_settings
 
         data_dir = get_settings().data_path
     return Path(data_dir) / "nb201.csv"
@@ -56,7 +56,7 @@ def sample_archs(n: int, seed: int, data_dir: Path | None = None) -> list[str]:
 
 def accuracies(archs: list[str], column: str, data_dir: Path | None = None) -> list[float]:
     """Ground-truth ``column`` for each arch (NaN for archs or values missing from ``nb201.csv``)."""
-    from service.spaces.nb201 import ArchError, NB201Arch
+    from zcscore.spaces.nb201 import ArchError, NB201Arch
 
     _, table = _load(str(nb201_csv(data_dir)))
     out = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from service.proxies.catalog import list_specs
+from zcscore.proxies.catalog import list_specs
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

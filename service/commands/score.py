@@ -1,4 +1,7 @@
-"""``zcscore score``: score NB201 archs and write long-format CSV (arch,proxy,score,seconds,...)."""
+"""``zcscore score``: score archs of any registered space and write long-format CSV (arch,proxy,score,...).
+
+Exit codes: 0 all rows scored, 1 some rows have an error (in the ``error`` column), 2 bad input.
+"""
 
 from __future__ import annotations
 
@@ -16,14 +19,17 @@ CSV_COLUMNS = ("arch", "proxy", "score", "seconds", "components", "error", "prov
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``zcscore score``."""
-    parser.add_argument("--space", default="nb201", choices=["nb201"], help="search space")
+    parser.add_argument("--space", default="nb201", help="search space (nb201, or one registered by a plugin)")
     parser.add_argument("--proxies", required=True, help="comma-separated proxy names (see `zcscore proxies`)")
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--arch", nargs="+", help="one or more arch strings")
     src.add_argument("--archs-file", type=Path, help="file with one arch string (or NB201 index) per line")
     parser.add_argument("--seed", type=int, default=1, help="seed (default 1, as the official drivers)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch CPU threads (default 1, as the service; part of the cache key)"
+    )
+    parser.add_argument("--data-dir", type=Path, default=None, help="directory with real images (ZCSCORE_DATA_DIR)")
     parser.add_argument("--out", type=Path, required=True, help="output CSV ('-' for stdout)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
@@ -57,13 +63,17 @@ def write_records(records: Iterable[Any], fh: TextIO, header: bool = True) -> No
         )
 
 
-def read_archs(path: Path, data_dir: Path | None = None) -> list[str]:
-    """Arch strings from a file: one per line, either an arch string or an NB201 index."""
-    from service.settings import get_settings
-    from service.spaces.nb201 import arch_from_index
+def read_archs(path: Path, data_dir: Path | None = None, space: str = "nb201") -> list[str]:
+    """Arch strings from a file: one per line (NB201: an arch string or an NB201 index; other spaces: the line)."""
+    from zcscore.settings import get_settings
+    from zcscore.spaces.nb201 import arch_from_index
 
     archs = []
     for line in path.read_text().splitlines():
+        if space != "nb201":
+            if line.strip() and not line.startswith("#"):
+                archs.append(line.strip())
+            continue
         text = line.strip().split(",")[0] if line.strip() else ""
         if not text or text.startswith("#") or text == "arch":
             continue
@@ -73,25 +83,32 @@ def read_archs(path: Path, data_dir: Path | None = None) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     """Score and write the CSV."""
-    from service.engine import Engine, ScoreConfig
-    from service.spaces.nb201 import ArchError, NB201Arch
+    from zcscore.engine import Engine, ScoreConfig
+    from zcscore.settings import get_settings
+    from zcscore.spaces import SpaceError, get_space
 
-    archs = args.arch if args.arch else read_archs(args.archs_file)
+    if args.data_dir is not None:
+        get_settings().data_dir = args.data_dir
     try:
+        space = get_space(args.space)
+        archs = args.arch if args.arch else read_archs(args.archs_file, space=space.name)
         for a in archs:
-            NB201Arch.parse(a)
+            space.parse(a)
         engine = Engine(
             [p.strip() for p in args.proxies.split(",") if p.strip()],
             ScoreConfig(seed=args.seed, device=args.device, threads=args.threads),
         )
-    except (ArchError, KeyError) as exc:
-        sys.stderr.write(f"zcscore score: {exc}\n")
+    except (SpaceError, KeyError, OSError) as exc:
+        sys.stderr.write(f"zcscore score: {str(exc).strip(chr(34) + chr(39))}\n")
         return 2
-    records = engine.score_archs(archs, progress=not args.no_progress)
+    records = engine.score_archs(archs, progress=not args.no_progress, space=space)
     if str(args.out) == "-":
         write_records(records, sys.stdout)
     else:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         with open(args.out, "w", newline="") as fh:
             write_records(records, fh)
-    return 0
+    failed = sum(1 for r in records if r.error)
+    if failed:
+        sys.stderr.write(f"zcscore score: {failed} of {len(records)} rows failed (see the error column)\n")
+    return 1 if failed else 0

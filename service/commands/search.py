@@ -21,8 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the search and print the chosen arch, its score and its NB201 accuracies as JSON."""
-    from service.search import run_search
-    from service.settings import get_settings
+    from zcscore.search import run_search
+    from zcscore.settings import get_settings
 
     try:
         result = run_search(

@@ -28,8 +28,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from service.proxies.catalog import Pass
-from service.proxies.registry import pass_runner, proxy
+from zcscore.proxies.catalog import Pass
+from zcscore.proxies.registry import pass_runner, proxy
 
 BATCH, RESOLUTION = 64, 32
 _HALF = 1 << 23  # randint(0, 2**24) < 2**23  <=>  bernoulli(0.5) == 1

@@ -1,12 +1,13 @@
 """The proxy catalogue: what every registered proxy is and needs, without importing torch.
 
 The API validates proxy names and builds cache keys from these specs; the engine groups proxies by the
-network pass they read. Implementations register against a spec with :func:`service.proxies.registry.proxy`.
+network pass they read. Implementations register against a spec with :func:`zcscore.proxies.registry.proxy`.
 Changed math means a new ``version``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -21,7 +22,12 @@ class InputKind(str, Enum):
 
 
 class Pass(str, Enum):
-    """Network passes the engine runs once per arch and shares between the proxies that read them."""
+    """Network passes the engine runs once per arch and shares between the proxies that read them.
+
+    The engine runs a network's passes in this order; each pass starts from the restored "seeded,
+    freshly built" state, so the order never changes a score. A new pass is a member here, its
+    :data:`PASSES` entry, and its ``@pass_runner`` in the proxy module.
+    """
 
     AZ = "az"  # kaiming fan_in re-init, N(0,1) 64x3x32x32, train BN, cell features + Rademacher VJPs
     REAL_GRADS = "real_grads"  # default init, real batches of 64, CE, per-batch weight gradients
@@ -36,7 +42,7 @@ class ProxySpec:
 
     ``pass_args`` parameterise the shared pass (e.g. how many real batches); ``sentinel`` documents what a
     degenerate network scores; ``population`` proxies are rank aggregates over a set of archs and are
-    computed by :mod:`service.aggregate` from their ``components``.
+    computed by :mod:`zcscore.aggregate` from their ``components``.
     """
 
     name: str
@@ -53,16 +59,39 @@ class ProxySpec:
 
     @property
     def input_protocol(self) -> str:
-        """Short human-readable input protocol recorded with every score."""
-        return PROTOCOLS[next(iter(self.passes))] if self.passes else "none"
+        """Human-readable input protocol recorded with every score (passes in :class:`Pass` order: stable)."""
+        return "; ".join(PASSES[p].protocol for p in Pass if p in self.passes) or "none"
+
+    @property
+    def needs_data(self) -> bool:
+        """Whether a pass of this proxy reads real images (their digest is then part of the cache key)."""
+        return any(PASSES[p].needs_data for p in self.passes)
+
+    @property
+    def needs_network_pass(self) -> bool:
+        """Whether a pass runs the network (its numerics are then part of the cache key)."""
+        return any(PASSES[p].runs_network for p in self.passes)
 
 
-PROTOCOLS: dict[Pass, str] = {
-    Pass.AZ: "gaussian N(0,1) 64x3x32x32, kaiming_normal fan_in re-init, train-mode BN",
-    Pass.REAL_GRADS: "real CIFAR-10 batches of 64 (rows 64j..64j+63), default init, train-mode BN, CE",
-    Pass.INTRAIN: "gaussian N(0,1) 64x3x64x64, random labels, default init, train-mode BN, CE",
-    Pass.EPSINAS: "real CIFAR-10 batch of 256 (rows 0..255), constant weights (1e-7, 1), batch-stat BN",
-    Pass.STATIC: "none (counted from the module; FLOPs at 1x3x32x32)",
+@dataclass(frozen=True)
+class PassInfo:
+    """What a pass feeds the network, and whether it needs real data or runs the network at all."""
+
+    protocol: str
+    needs_data: bool = False
+    runs_network: bool = True
+
+
+PASSES: dict[Pass, PassInfo] = {
+    Pass.AZ: PassInfo("gaussian N(0,1) 64x3x32x32, kaiming_normal fan_in re-init, train-mode BN"),
+    Pass.REAL_GRADS: PassInfo(
+        "real CIFAR-10 batches of 64 (rows 64j..64j+63), default init, train-mode BN, CE", needs_data=True
+    ),
+    Pass.INTRAIN: PassInfo("gaussian N(0,1) 64x3x64x64, random labels, default init, train-mode BN, CE"),
+    Pass.EPSINAS: PassInfo(
+        "real CIFAR-10 batch of 256 (rows 0..255), constant weights (1e-7, 1), batch-stat BN", needs_data=True
+    ),
+    Pass.STATIC: PassInfo("none (counted from the module; FLOPs at 1x3x32x32)", runs_network=False),
 }
 
 _G = InputKind.GAUSSIAN
@@ -186,3 +215,21 @@ def get_spec(name: str) -> ProxySpec:
 def list_specs() -> list[ProxySpec]:
     """All proxy specs, in catalogue order."""
     return list(CATALOG)
+
+
+def list_proxies() -> list[str]:
+    """Names of every registered proxy, in catalogue order."""
+    return [spec.name for spec in CATALOG]
+
+
+def expand(names: Iterable[str]) -> list[ProxySpec]:
+    """The proxies computed per arch for ``names``: population proxies replaced by their components.
+
+    Order of first appearance, duplicates removed; raises ``KeyError`` for an unknown name.
+    """
+    out: dict[str, ProxySpec] = {}
+    for name in names:
+        spec = get_spec(name)
+        for part in spec.components if spec.population else (spec.name,):
+            out.setdefault(part, get_spec(part))
+    return list(out.values())

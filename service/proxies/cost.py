@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from service.proxies.catalog import Pass
-from service.proxies.registry import pass_runner, proxy
+from zcscore.proxies.catalog import Pass
+from zcscore.proxies.registry import pass_runner, proxy
 
 
 def count_flops(net: nn.Module, input_shape: tuple[int, ...] = (1, 3, 32, 32)) -> float:
@@ -57,13 +57,12 @@ def count_params(net: nn.Module) -> float:
 @pass_runner(Pass.STATIC)
 def static_pass(ctx) -> dict[str, float]:  # type: ignore[no-untyped-def]
     """Params and FLOPs of the network (no randomness, no gradients)."""
-    arch = getattr(ctx.net, "arch", None)
-    if arch is not None:  # NB201: closed form, identical to the hook count (tested), no forward needed
-        from service.spaces.nb201 import nats_flops_m
-
-        flops = nats_flops_m(arch, ctx.config.num_classes)
-    else:
-        flops = count_flops(ctx.net)
+    flops = None
+    if ctx.space is not None:  # a closed form where the space has one (NB201: identical to the hook count, tested)
+        flops = ctx.space.flops_m(ctx.arch, ctx.config.num_classes)
+    if flops is None:
+        shape = ctx.space.input_shape if ctx.space is not None else (3, 32, 32)
+        flops = count_flops(ctx.net, (1, *shape))
     return {"params": count_params(ctx.net), "flops": flops}
 
 

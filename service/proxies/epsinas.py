@@ -18,7 +18,8 @@ Protocol of ``egracheva/epsinas`` ``NAS-Bench-201/epsinas_utils.py::compute_epsi
   float32; then every element equal to 0 becomes NaN (so a position that is the minimum of either row
   leaves the MAE, and that element leaves the mean); ``eps = nanmean(|p_1 - p_2|) / nanmean(p)``.
 
-Measured (``benchmarks/epsinas_check.py``, CPU, 1 thread) against ``nb201_reference_official.csv``: all 150 archs,
+Measured (wave 1, CPU, 1 thread; re-run with ``zcscore bench --compare``, docs/benchmarks.md) against
+``nb201_reference_official.csv``: all 150 archs,
 NaN pattern identical (54/54), max |ours - official| 3.1e-7 (relative 2.5e-4, only on near-zero scores;
 ~1e-6 otherwise). Speed on 12 archs in one run: 2.32 s/arch vs a floor of 2.27 s/arch (two bare NCHW
 forwards of 256; channels-last forwards would take 1.12 s but move scores by up to 3e-4 relative).
@@ -35,8 +36,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from service.proxies.catalog import Pass
-from service.proxies.registry import pass_runner, proxy
+from zcscore.proxies.catalog import Pass
+from zcscore.proxies.registry import pass_runner, proxy
 
 WEIGHTS = (1e-7, 1.0)
 BATCH_ROWS = (0, 256)

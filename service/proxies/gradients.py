@@ -23,8 +23,8 @@ all-``None`` gradients and so the sentinel 0.
 
 Layout and device move ZiCo, not the ranking protocol: it divides by ``|g_0 - g_1|``, so last-bit changes of
 the gradients move it by up to a few %. Against the official CPU scores (10 canonical archs,
-``benchmarks/bench_real_grads.py``): contiguous CPU within 3e-5 (xi-GSNR 1e-7); channels_last CPU within 2e-2
-(xi-GSNR 5e-4); CUDA (cuDNN, TF32 convolutions by default) within 4e-2 (xi-GSNR 5e-4).
+wave 1; ``zcscore bench --compare`` re-runs it): contiguous CPU within 3e-5 (xi-GSNR 1e-7); channels_last CPU
+within 2e-2 (xi-GSNR 5e-4); CUDA (cuDNN, TF32 convolutions by default) within 4e-2 (xi-GSNR 5e-4).
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from service.proxies.catalog import Pass, get_spec
-from service.proxies.registry import pass_runner, proxy
+from zcscore.proxies.catalog import Pass, get_spec
+from zcscore.proxies.registry import pass_runner, proxy
 
 BATCH_SIZE = 64
 XI = 1e-8  # xi-GSNR's ``random_xi`` for NB201 (README command and paper)

@@ -42,8 +42,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from service.proxies.catalog import Pass
-from service.proxies.registry import pass_runner, proxy
+from zcscore.proxies.catalog import Pass
+from zcscore.proxies.registry import pass_runner, proxy
 
 BATCH = 64
 RESOLUTION = 64

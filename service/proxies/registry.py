@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from service.proxies.catalog import Pass, ProxySpec, get_spec
+from zcscore.proxies.catalog import Pass, ProxySpec, get_spec
 
 ProxyFn = Callable[..., Any]
 PassFn = Callable[..., Any]
@@ -22,7 +22,7 @@ _PASSES: dict[Pass, PassFn] = {}
 def proxy(name: str) -> Callable[[ProxyFn], ProxyFn]:
     """Register the implementation of catalogue proxy ``name``; returns the function unchanged.
 
-    The function is called as ``fn(outputs)`` with a :class:`service.engine.PassOutputs` and returns a
+    The function is called as ``fn(outputs)`` with a :class:`zcscore.engine.PassOutputs` and returns a
     float (or a ``(float, components_dict)`` pair).
     """
     get_spec(name)  # raises for names missing from the catalogue
@@ -52,10 +52,10 @@ def load_implementations() -> None:
     """Import every proxy module so that its decorators run."""
     import importlib
 
-    from service.proxies import IMPLEMENTATION_MODULES
+    from zcscore.proxies import IMPLEMENTATION_MODULES
 
     for module in IMPLEMENTATION_MODULES:
-        importlib.import_module(f"service.proxies.{module}")
+        importlib.import_module(f"zcscore.proxies.{module}")
 
 
 def get_impl(name: str) -> ProxyFn:
@@ -63,7 +63,7 @@ def get_impl(name: str) -> ProxyFn:
     load_implementations()
     spec: ProxySpec = get_spec(name)
     if spec.population:
-        raise KeyError(f"{name!r} is a population proxy: compute it with service.aggregate")
+        raise KeyError(f"{name!r} is a population proxy: compute it with zcscore.aggregate")
     return _IMPLS[name]
 
 

@@ -1,7 +1,7 @@
 """NAS-Bench-201 architectures: parsing, validation, canonical hashing and cost formulas.
 
 Torch-free on purpose: the API validates and hashes archs without importing torch. The network
-itself lives in :mod:`service.spaces.nb201_net`.
+itself lives in :mod:`zcscore.spaces.nb201_net`.
 
 A cell is a 4-node DAG; node ``j`` sums ``op(i->j)(node_i)`` over ``i < j`` and node 3 is the output.
 The arch string lists the six edges in the order ``0->1 | 0->2 1->2 | 0->3 1->3 2->3``::
@@ -13,9 +13,16 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import random
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from zcscore.spaces.base import Space, SpaceError
+
+if TYPE_CHECKING:
+    from torch import nn
 
 OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 EDGES: tuple[tuple[int, int], ...] = ((0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3))
@@ -23,7 +30,7 @@ NUM_ARCHS = 15625
 EXAMPLE_ARCH = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
 
 
-class ArchError(ValueError):
+class ArchError(SpaceError):
     """An arch string that is not a valid NAS-Bench-201 cell; the message names the bad token."""
 
 
@@ -116,7 +123,7 @@ def canonical_hash(text: str) -> str:
 # Closed-form costs of the CIFAR-10 TinyNetwork (C=16, N=5). Each conv edge costs the same in every
 # cell, so FLOPs and params are linear in the op counts. FLOPs follow the NATS-Bench/xautodl convention
 # (conv and linear multiply-adds incl. bias, pooling/BN/ReLU not counted); the network-based counter in
-# service.spaces.cost computes the same number from any module and is tested against these.
+# zcscore.proxies.cost computes the same number from any module and is tested against these.
 NATS_FLOPS_SKELETON_M = 7.7824  # stem + 2 ResNet blocks (convs only)
 NATS_FLOPS_PER_CONV1x1_M = 3.93216
 NATS_FLOPS_PER_CONV3x3_M = 35.38944
@@ -154,3 +161,46 @@ def index_of(arch: str, data_dir: Path | str) -> int:
     """The NB201/NATS index of an arch string."""
     _, lookup = _index_table(str(Path(data_dir) / "nb201.csv"))
     return lookup[NB201Arch.parse(arch).to_str()]
+
+
+class NB201Space(Space):
+    """NAS-Bench-201: 5 ops on the 6 edges of a 4-node cell, in the CIFAR TinyNetwork (C=16, N=5)."""
+
+    name = "nb201"
+    description = "NAS-Bench-201 cell (xautodl TinyNetwork, C=16, N=5)"
+    example = EXAMPLE_ARCH
+    max_arch_length = 200
+    size = NUM_ARCHS
+
+    def parse(self, text: str) -> NB201Arch:
+        """Parse and validate an arch string (:class:`ArchError` names the bad token)."""
+        return NB201Arch.parse(text)
+
+    def encode(self, arch: Any) -> str:
+        """The NATS/NASLib arch string."""
+        return str(arch.to_str())
+
+    def canonical(self, arch: Any) -> NB201Arch:
+        """The isomorphism-class representative (nodes 1 and 2 swapped when they are unconnected)."""
+        return arch.canonical()  # type: ignore[no-any-return]
+
+    def build(self, arch: Any, num_classes: int = 10) -> nn.Module:
+        """The xautodl TinyNetwork of ``arch``."""
+        from zcscore.spaces.nb201_net import build_nb201
+
+        return build_nb201(arch, num_classes)
+
+    def flops_m(self, arch: Any, num_classes: int = 10) -> float | None:
+        """NATS-Bench FLOPs in closed form (equal to the hook count, tested)."""
+        return nats_flops_m(arch, num_classes)
+
+    def sample(self, rng: random.Random) -> NB201Arch:
+        """A uniformly random cell."""
+        return NB201Arch(tuple(rng.choice(OPS) for _ in range(len(EDGES))))
+
+    def mutate(self, arch: Any, rng: random.Random) -> NB201Arch:
+        """The op on one random edge changed to a different op."""
+        ops = list(arch.ops)
+        edge = rng.randrange(len(ops))
+        ops[edge] = rng.choice([o for o in OPS if o != ops[edge]])
+        return NB201Arch(tuple(ops))

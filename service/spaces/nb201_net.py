@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from service.spaces.nb201 import NB201Arch
+from zcscore.spaces.nb201 import NB201Arch
 
 
 class ReLUConvBN(nn.Sequential):

@@ -1,11 +1,11 @@
-"""Alembic environment: runs on a connection handed over by storage.migrate, or on the settings URL."""
+"""Alembic environment: runs on a connection handed over by zcscore.storage.migrate, or on the settings URL."""
 
 from __future__ import annotations
 
 from alembic import context
 from sqlalchemy import create_engine
 
-from storage.models import Base
+from zcscore.storage.models import Base
 
 config = context.config
 target_metadata = Base.metadata
@@ -19,7 +19,7 @@ def run_migrations_online() -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
-    from service.settings import get_settings
+    from zcscore.settings import get_settings
 
     engine = create_engine(get_settings().resolved_database_url)
     with engine.connect() as conn:

@@ -39,8 +39,8 @@ def serve(tmp: Path, **overrides: object) -> Iterator[Server]:
     """Run ``create_app(settings)`` under uvicorn in a thread until the generator is closed."""
     import uvicorn
 
-    from api.app import create_app
-    from service.settings import Settings
+    from zcscore.api.app import create_app
+    from zcscore.settings import Settings
 
     r = redis.Redis.from_url(REDIS_URL)
     try:

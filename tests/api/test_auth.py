@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 from apikit import Server, serve
 
-from service.spaces.nb201 import EXAMPLE_ARCH
+from zcscore.spaces.nb201 import EXAMPLE_ARCH
 
 BODY = {"space": "nb201", "archs": [EXAMPLE_ARCH], "proxies": ["params"]}
 

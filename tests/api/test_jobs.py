@@ -10,9 +10,11 @@ import uuid
 
 import pytest
 
-from service.spaces.nb201 import EXAMPLE_ARCH, NB201Arch
-from storage.keys import cache_key_for, config_dict, config_hash, encode_score
-from storage.store import open_store
+from zcscore.numerics import Numerics
+from zcscore.proxies.catalog import get_spec
+from zcscore.spaces.nb201 import EXAMPLE_ARCH, NB201Arch
+from zcscore.storage.keys import cache_key_for, encode_score, job_config, proxy_config_hash
+from zcscore.storage.store import open_store
 
 DEAD = "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"
 OK = {"space": "nb201", "archs": [EXAMPLE_ARCH], "proxies": ["params"]}
@@ -27,14 +29,14 @@ def random_arch(i: int) -> str:
 
 
 def test_api_imports_neither_torch_nor_ray() -> None:
-    code = "import sys, api.app; print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'ray'}))"
+    code = "import sys, zcscore.api.app; print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'ray'}))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
 
 BAD_BODIES = [
     ({}, "archs"),
-    ({**OK, "space": "nb101"}, "space"),
+    ({**OK, "space": "nb999"}, "space"),
     ({**OK, "archs": []}, "archs"),
     ({**OK, "archs": ["|bogus~0|+|none~0|none~1|+|none~0|none~1|none~2|"]}, "archs.0"),
     ({**OK, "archs": [EXAMPLE_ARCH, "|nor_conv_3x3~1|+|none~0|none~1|+|none~0|none~1|none~2|"]}, "archs.1"),
@@ -75,7 +77,7 @@ def test_malformed_json_body_and_too_large_body(api) -> None:
         ("/v1/scores?proxy=params", 422, "arch"),
         ("/v1/top?proxy=az_nas", 422, "proxy"),
         ("/v1/top?proxy=flops&k=0", 422, "k"),
-        ("/v1/top?proxy=flops&space=nb101", 422, "space"),
+        ("/v1/top?proxy=flops&space=nb999", 422, "space"),
         ("/v1/export?format=xml", 422, "format"),
         ("/v1/jobs/unknown-job", 404, "job_id"),
         ("/v1/jobs/unknown-job/scores", 404, "job_id"),
@@ -107,20 +109,20 @@ def test_submit_enqueues_one_message_per_distinct_arch_and_is_idempotent(api) ->
 
 def _store_scores(api, archs: list[str], proxy: str, values: list[float], seed: int = 0) -> None:
     store = open_store(api.settings.database_url)
-    cfg = config_dict(seed)
+    cfg_hash = proxy_config_hash(get_spec(proxy), job_config(seed, 10, Numerics.resolve()))
     rows = []
     for arch, value in zip(archs, values):
         a = NB201Arch.parse(arch)
         v, kind = encode_score(value)
         rows.append(
             {
-                "cache_key": cache_key_for(a.canonical_hash(), proxy, 1, config_hash(cfg)),
+                "cache_key": cache_key_for(a.canonical_hash(), proxy, 1, cfg_hash),
                 "space": "nb201",
                 "arch": a.canonical().to_str(),
                 "arch_hash": a.canonical_hash(),
                 "proxy": proxy,
                 "proxy_version": 1,
-                "config_hash": config_hash(cfg),
+                "config_hash": cfg_hash,
                 "seed": seed,
                 "value": v,
                 "kind": kind,
@@ -159,7 +161,7 @@ def test_stored_scores_are_served_without_enqueueing(api) -> None:
 
 
 def test_population_proxy_is_aggregated_over_the_job(api) -> None:
-    from service.aggregate import log_rank_sum
+    from zcscore.aggregate import log_rank_sum
 
     archs = [random_arch(3000 + i) for i in range(4)] + [DEAD]
     comps = ("az_expressivity", "az_progressivity", "az_trainability", "az_complexity")

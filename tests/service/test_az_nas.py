@@ -11,10 +11,10 @@ import torch
 from scipy.stats import kendalltau
 from torch import nn
 
-from service.engine import Engine, ScoreConfig, seed_everything
-from service.proxies import az_nas
-from service.spaces.nb201 import NB201Arch
-from service.spaces.nb201_net import Zero, build_nb201
+from zcscore.engine import Engine, ScoreConfig, seed_everything
+from zcscore.proxies import az_nas
+from zcscore.spaces.nb201 import NB201Arch
+from zcscore.spaces.nb201_net import Zero, build_nb201
 
 AZ = ["az_expressivity", "az_progressivity", "az_trainability"]
 # Canonical rows of nb201_reference_official.csv: plain archs, NaN-entropy archs (-inf expressivity and

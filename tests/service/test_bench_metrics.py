@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from scipy.stats import kendalltau, spearmanr
 
-from service.bench.metrics import EXCLUDE, RANK_LAST, count_nonfinite, percentile_ms, policy_for, rank_correlation
-from service.bench.scorefile import Row
-from service.bench.summary import SUMMARY_COLUMNS, summarize
+from zcscore.bench.metrics import EXCLUDE, RANK_LAST, count_nonfinite, percentile_ms, policy_for, rank_correlation
+from zcscore.bench.scorefile import Row
+from zcscore.bench.summary import SUMMARY_COLUMNS, summarize
 
 
 def test_hand_computed_tau_and_rho() -> None:

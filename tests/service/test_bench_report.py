@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from service.bench.compare import agreement, compare_files
-from service.bench.scorefile import read_rows
-from service.bench.summary import SUMMARY_COLUMNS
-from service.cli import main
+from zcscore.bench.compare import agreement, compare_files
+from zcscore.bench.scorefile import read_rows
+from zcscore.bench.summary import SUMMARY_COLUMNS
+from zcscore.cli import main
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -102,7 +102,7 @@ def test_compare_cli_against_published_scores(
 
 
 def test_cli_module_imports_light() -> None:
-    code = "import sys, service.bench.cli; print(sorted(m for m in ('torch', 'matplotlib') if m in sys.modules))"
+    code = "import sys, zcscore.bench.cli; print(sorted(m for m in ('torch', 'matplotlib') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from service.bench.scorefile import Journal, read_rows
-from service.cli import main
+from zcscore.bench.scorefile import Journal, read_rows
+from zcscore.cli import main
 
 ARGS = ["--proxies", "params,flops", "--threads", "1", "--no-progress", "--no-plots"]
 
@@ -31,7 +31,7 @@ def _meta(out: Path) -> dict:
 
 def test_kill_then_rerun_scores_only_the_rest(tmp_path: Path, data_dir: Path) -> None:
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "service.cli", "bench", *ARGS, "--sample", "120", "--seed", "7", "--out", str(out)]
+    cmd = [sys.executable, "-m", "zcscore.cli", "bench", *ARGS, "--sample", "120", "--seed", "7", "--out", str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
@@ -94,8 +94,8 @@ def test_partial_lines_incomplete_archs_and_seed_guard(tmp_path: Path) -> None:
 
 
 def test_population_proxy_recomputed_over_the_whole_set(tmp_path: Path, data_dir: Path) -> None:
-    from service.bench.truth import sample_archs
-    from service.engine import Engine, ScoreConfig
+    from zcscore.bench.truth import sample_archs
+    from zcscore.engine import Engine, ScoreConfig
 
     common = ["--proxies", "az_nas", "--threads", "1", "--no-progress", "--no-plots", "--sample", "6", "--seed", "2"]
     split = tmp_path / "split"

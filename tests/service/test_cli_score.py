@@ -6,14 +6,14 @@ import csv
 import subprocess
 import sys
 
-from service.commands.score import format_score
-from service.spaces.nb201 import EXAMPLE_ARCH
+from zcscore.commands.score import format_score
+from zcscore.spaces.nb201 import EXAMPLE_ARCH
 
 ZERO_ARCH = "|none~0|+|skip_connect~0|nor_conv_3x3~1|+|none~0|skip_connect~1|none~2|"
 
 
 def zcscore(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "service.cli", *args], capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "zcscore.cli", *args], capture_output=True, text=True, timeout=300)
 
 
 def test_score_writes_long_csv(tmp_path):

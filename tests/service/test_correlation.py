@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pytest
 
-from service.bench.metrics import policy_for, rank_correlation
-from service.bench.truth import accuracies, sample_archs
-from service.engine import Engine, ScoreConfig
+from zcscore.bench.metrics import policy_for, rank_correlation
+from zcscore.bench.truth import accuracies, sample_archs
+from zcscore.engine import Engine, ScoreConfig
 
 SEED_PROXIES = ["intrain", "intrain_pr", "intrain_grad", "intrain_add", "epsinas", "az_nas", "xi_gsnr", "zico"]
 SAMPLE = 30

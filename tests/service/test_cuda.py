@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from service.engine import Engine, ScoreConfig
-from service.proxies.catalog import list_specs
+from zcscore.engine import Engine, ScoreConfig
+from zcscore.proxies.catalog import list_specs
 
 ARCHS = [
     "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|",

@@ -7,11 +7,11 @@ import math
 import torch
 from torch import nn
 
-from service.engine import ArchContext, Engine, ScoreConfig, seed_everything
-from service.proxies.catalog import list_specs
-from service.proxies.registry import registered_names
-from service.spaces.nb201 import EXAMPLE_ARCH, NB201Arch
-from service.spaces.nb201_net import build_nb201
+from zcscore.engine import ArchContext, Engine, ScoreConfig, seed_everything
+from zcscore.proxies.catalog import list_specs
+from zcscore.proxies.registry import registered_names
+from zcscore.spaces.nb201 import EXAMPLE_ARCH, NB201Arch
+from zcscore.spaces.nb201_net import build_nb201
 
 ISO_A = "|nor_conv_3x3~0|+|skip_connect~0|none~1|+|avg_pool_3x3~0|nor_conv_1x1~1|nor_conv_3x3~2|"
 ISO_B = "|skip_connect~0|+|nor_conv_3x3~0|none~1|+|avg_pool_3x3~0|nor_conv_3x3~1|nor_conv_1x1~2|"
@@ -76,7 +76,9 @@ def test_a_failing_network_yields_nan_with_error_not_an_exception():
 
 
 def test_generic_module_static_proxies():
-    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10))
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10)
+    )
     by = {r.proxy: r.score for r in Engine(["params", "flops"]).score_module(model)}
     assert by["params"] == (3 * 8 * 9 + 8 + 8 * 10 + 10) / 1e6
     assert by["flops"] == (3 * 8 * 9 * 1024 + 8 * 1024 + 8 * 10 + 10) / 1e6

@@ -10,9 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-from service.engine import ArchContext, Engine, ScoreConfig, seed_everything
-from service.proxies.epsinas import WEIGHTS, epsinas_pass, epsinas_score, set_constant_weights
-from service.spaces.nb201_net import build_nb201
+from zcscore.engine import ArchContext, Engine, ScoreConfig, seed_everything
+from zcscore.proxies.epsinas import WEIGHTS, epsinas_pass, epsinas_score, set_constant_weights
+from zcscore.spaces.nb201_net import build_nb201
 
 ARCH = "|avg_pool_3x3~0|+|nor_conv_1x1~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_1x1~1|none~2|"
 

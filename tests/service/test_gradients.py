@@ -12,11 +12,11 @@ import torch.nn.functional as F
 from scipy.stats import kendalltau
 from torch import nn
 
-from service.data import ArrayData
-from service.engine import ArchContext, Engine, ScoreConfig, seed_everything
-from service.proxies.gradients import RealGrads, real_grads_pass, xi_gsnr_score, zico_score
-from service.spaces.nb201 import NB201Arch
-from service.spaces.nb201_net import build_nb201
+from zcscore.data import ArrayData
+from zcscore.engine import ArchContext, Engine, ScoreConfig, seed_everything
+from zcscore.proxies.gradients import RealGrads, real_grads_pass, xi_gsnr_score, zico_score
+from zcscore.spaces.nb201 import NB201Arch
+from zcscore.spaces.nb201_net import build_nb201
 
 CHEAP_ARCH = "|skip_connect~0|+|none~0|avg_pool_3x3~1|+|avg_pool_3x3~0|skip_connect~1|skip_connect~2|"
 # Canonical archs of nb201_reference_official.csv with well separated official scores, cheap ones first;

@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from service.engine import Engine, ScoreConfig
-from service.proxies.intrain import (
+from zcscore.engine import Engine, ScoreConfig
+from zcscore.proxies.intrain import (
     RIDGE,
     CovarianceStats,
     gradient_health,

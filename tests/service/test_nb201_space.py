@@ -8,8 +8,8 @@ import itertools
 import pytest
 import torch
 
-from service.proxies.cost import count_flops, count_params
-from service.spaces.nb201 import (
+from zcscore.proxies.cost import count_flops, count_params
+from zcscore.spaces.nb201 import (
     EXAMPLE_ARCH,
     OPS,
     ArchError,
@@ -18,7 +18,7 @@ from service.spaces.nb201 import (
     index_of,
     nats_flops_m,
 )
-from service.spaces.nb201_net import build_nb201
+from zcscore.spaces.nb201_net import build_nb201
 
 ALL = [NB201Arch(ops) for ops in itertools.product(OPS, repeat=6)]
 

@@ -6,8 +6,11 @@ import random
 
 import pytest
 
-from service.search import evolution_search, mutate, random_arch, random_search, run_search
-from service.spaces.nb201 import NB201Arch
+from zcscore.search import evolution_search, random_search, run_search
+from zcscore.spaces import get_space
+from zcscore.spaces.nb201 import NB201Arch
+
+SPACE = get_space("nb201")
 
 
 def conv_count(archs: list[str]) -> list[float]:
@@ -17,9 +20,9 @@ def conv_count(archs: list[str]) -> list[float]:
 
 def test_mutate_changes_exactly_one_edge():
     rng = random.Random(0)
-    arch = random_arch(rng)
+    arch = SPACE.sample(rng)
     for _ in range(50):
-        child = mutate(arch, rng)
+        child = SPACE.mutate(arch, rng)
         assert sum(a != b for a, b in zip(arch.ops, child.ops)) == 1
 
 

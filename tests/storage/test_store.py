@@ -6,11 +6,21 @@ import math
 
 import pytest
 
-from storage.keys import cache_key_for, config_dict, config_hash, decode_score, encode_score, json_score
-from storage.migrate import check_at_head, head_revision
-from storage.store import IdempotencyConflict, NewJob, TaskRow, make_engine, open_store
+from zcscore.numerics import Numerics
+from zcscore.proxies.catalog import get_spec
+from zcscore.storage.keys import (
+    cache_key_for,
+    config_hash,
+    decode_score,
+    encode_score,
+    job_config,
+    json_score,
+    proxy_config,
+)
+from zcscore.storage.migrate import check_at_head, head_revision
+from zcscore.storage.store import IdempotencyConflict, NewJob, TaskRow, make_engine, open_store
 
-CFG = config_dict(0)
+CFG = job_config(0, 10, Numerics.resolve())
 CFG_HASH = config_hash(CFG)
 
 
@@ -34,14 +44,25 @@ def score_row(key: str, proxy: str, value: float, arch: str = "a") -> dict:
 
 
 def new_job(keys: list[str], idem: str | None = None, body: str = "b") -> NewJob:
-    tasks = [TaskRow(i, f"arch{i}", f"arch{i}", "params", k) for i, k in enumerate(keys)]
+    tasks = [TaskRow(i, f"arch{i}", f"arch{i}", f"hash{i}", "params", k) for i, k in enumerate(keys)]
     return NewJob("nb201", ["params"], CFG, CFG_HASH, body, idem, tasks)
 
 
-def test_config_dict_matches_engine() -> None:
-    from service.engine import ScoreConfig
+def test_proxy_config_holds_what_changes_the_numbers() -> None:
+    from zcscore.engine import ScoreConfig
 
-    assert config_dict(3, 100) == ScoreConfig(seed=3, num_classes=100).cache_dict()
+    engine_cfg = ScoreConfig(seed=3, num_classes=100)
+    cfg = job_config(3, 100, engine_cfg.numerics, "d" * 64)
+    assert cfg["numerics"] == {"device": "cpu", "channels_last": True, "threads": 1}  # the engine's defaults
+    assert proxy_config(get_spec("params"), cfg) == {"seed": 3, "num_classes": 100}
+    assert proxy_config(get_spec("az_expressivity"), cfg) == {
+        "seed": 3,
+        "num_classes": 100,
+        "numerics": cfg["numerics"],
+    }
+    assert proxy_config(get_spec("zico"), cfg)["data"] == "d" * 64
+    cuda = job_config(3, 100, Numerics.resolve("cuda:1", threads=8), None)
+    assert cuda["numerics"] == {"device": "cuda", "channels_last": False, "threads": None}
 
 
 def test_score_encoding_roundtrip() -> None:
@@ -52,7 +73,7 @@ def test_score_encoding_roundtrip() -> None:
 
 
 def test_migrates_to_head_and_refuses_stale(db_url: str) -> None:
-    with pytest.raises(RuntimeError, match=r"alembic -c storage/alembic\.ini upgrade head"):
+    with pytest.raises(RuntimeError, match=r"alembic -c \S*alembic\.ini upgrade head"):
         check_at_head(make_engine(db_url))
     store = open_store(db_url)
     check_at_head(store.engine)
@@ -116,4 +137,4 @@ def test_cache_key_depends_on_every_part() -> None:
     base = cache_key_for("h", "zico", 1, CFG_HASH)
     assert base != cache_key_for("h2", "zico", 1, CFG_HASH)
     assert base != cache_key_for("h", "zico", 2, CFG_HASH)
-    assert base != cache_key_for("h", "zico", 1, config_hash(config_dict(1)))
+    assert base != cache_key_for("h", "zico", 1, config_hash(job_config(1, 10, Numerics.resolve())))

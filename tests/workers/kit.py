@@ -50,7 +50,7 @@ def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, wait: float =
 
 def zcscore(*args: str) -> list[str]:
     """Command line of the zcscore CLI in this interpreter."""
-    return [sys.executable, "-m", "service.cli", *args]
+    return [sys.executable, "-m", "zcscore.cli", *args]
 
 
 def wait_http(url: str, timeout: float = 120, proc: subprocess.Popen[bytes] | None = None) -> None:

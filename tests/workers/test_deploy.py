@@ -37,7 +37,7 @@ def test_commands_use_the_cli(compose: dict) -> None:
 
 
 def test_settings_point_at_the_compose_services(compose: dict) -> None:
-    from service.settings import Settings
+    from zcscore.settings import Settings
 
     env = compose["services"]["api"]["environment"]
     assert "@postgres:5432/" in env["ZCSCORE_DATABASE_URL"]

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from kit import REDIS_URL, all_scores, free_port, pg_database, start, stop, wait_http, wait_job, zcscore
 
-from service.spaces.nb201 import EXAMPLE_ARCH
+from zcscore.spaces.nb201 import EXAMPLE_ARCH
 
 DEAD = "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"
 ISO_A = "|nor_conv_3x3~0|+|skip_connect~0|none~1|+|avg_pool_3x3~0|nor_conv_1x1~1|skip_connect~2|"
@@ -55,7 +55,7 @@ def cached_tasks(client: httpx.Client) -> float:
 def test_scores_equal_the_core_and_resubmission_is_served_from_store(service: httpx.Client) -> None:
     import torch
 
-    from service.engine import Engine, ScoreConfig
+    from zcscore.engine import Engine, ScoreConfig
 
     body = {"space": "nb201", "archs": ARCHS, "proxies": PROXIES, "config": {"seed": 0}}
     job = service.post("/v1/jobs", json=body).json()

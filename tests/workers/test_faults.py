@@ -1,7 +1,9 @@
 """Faults: a dispatcher killed -9, a Ray actor killed mid-arch, Redis restarted, a stuck arch timing out.
 
 One cluster for the module: our own redis-server (on a free port, restarted by a test), a Ray head, the API
-and two dispatchers, all started (and ended, by pid) here. SQLite shared by every process.
+and two dispatchers, all started (and ended, by pid) here. SQLite shared by every process. Archs come from
+the toy space plugin (tests/plugins), whose ``wait150`` op makes each arch take 0.15 s to build and whose
+``stall`` op hangs: the fault hooks live in a test plugin, not in the product's settings.
 """
 
 from __future__ import annotations
@@ -20,12 +22,17 @@ from subprocess import Popen
 import httpx
 import pytest
 import redis
-from kit import all_scores, free_port, random_arch, start, stop, wait_http, wait_job, zcscore
+from kit import all_scores, free_port, start, stop, wait_http, wait_job, zcscore
+from zcs_toy_space import ToySpace, chain
 
-from service.spaces.nb201 import NB201Arch
-
-STALL = NB201Arch.parse(random_arch(4242)).canonical().to_str()
+SPACE = ToySpace()
+STALL = "stall-c3"
 PROXIES = ["params", "flops"]
+
+
+def slow_arch(i: int) -> str:
+    """A distinct toy arch that takes 0.15 s to build."""
+    return chain(i, prefix="wait150")
 
 
 @dataclass
@@ -60,7 +67,7 @@ class Cluster:
         )
 
     def submit(self, archs: list[str], proxies: list[str] = PROXIES) -> str:
-        resp = self.client.post("/v1/jobs", json={"space": "nb201", "archs": archs, "proxies": proxies})
+        resp = self.client.post("/v1/jobs", json={"space": "toy", "archs": archs, "proxies": proxies})
         assert resp.status_code == 202, resp.text
         return str(resp.json()["id"])
 
@@ -85,8 +92,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         "ZCSCORE_BATCH_SIZE": "4",
         "ZCSCORE_CLAIM_IDLE_S": "3",
         "ZCSCORE_RECONCILE_INTERVAL_S": "2",
-        "ZCSCORE_FAULT_DELAY_S": "0.15",
-        "ZCSCORE_FAULT_STALL_ARCH": STALL,
+        "ZCSCORE_PLUGINS": '["zcs_toy_space"]',
         "ZCSCORE_ARCH_TIMEOUT_S": "4",
         "ZCSCORE_MAX_DELIVERIES": "2",
         "ZCSCORE_CPUS_PER_WORKER": "0.5",
@@ -108,7 +114,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
                 "--disable-usage-stats",
                 f"--temp-dir={tmp / 'ray'}",  # keeps /tmp/ray/ray_current_cluster untouched
             ],
-            {"RAY_AUTH_MODE": "disabled"},
+            {"RAY_AUTH_MODE": "disabled", "ZCSCORE_PLUGINS": '["zcs_toy_space"]'},
             tmp / "ray.log",
         )
         c.procs["api"] = start(zcscore("api", "--port", str(api_port)), env, tmp / "api.log")
@@ -133,15 +139,17 @@ def assert_complete(c: Cluster, job_id: str, archs: list[str]) -> None:
     assert status["status"] == "done" and (status["done"], status["failed"], status["total"]) == (n, 0, n), status
     rows = all_scores(c.client, job_id)
     assert len(rows) == n and all(r["status"] == "done" for r in rows)
-    exported = list(csv.DictReader(io.StringIO(c.client.get("/v1/export", params={"format": "csv"}).text)))
-    canon = {NB201Arch.parse(a).canonical().to_str() for a in archs}
+    exported = list(
+        csv.DictReader(io.StringIO(c.client.get("/v1/export", params={"format": "csv", "space": "toy"}).text))
+    )
+    canon = {SPACE.encode(SPACE.canonical(SPACE.parse(a))) for a in archs}
     for proxy in PROXIES:  # exactly one stored score per arch x proxy
         mine = [r for r in exported if r["proxy"] == proxy and r["arch"] in canon]
         assert len(mine) == len(canon)
 
 
 def test_dispatcher_killed_mid_job(cluster: Cluster) -> None:
-    archs = [random_arch(100 + i) for i in range(40)]
+    archs = [slow_arch(100 + i) for i in range(40)]
     job = cluster.submit(archs)
     cluster.wait_progress(job, 10)
     stop(cluster.procs["dA"], signal.SIGKILL)  # kill -9 while it holds pending entries
@@ -150,7 +158,7 @@ def test_dispatcher_killed_mid_job(cluster: Cluster) -> None:
 
 
 def test_actor_killed_mid_arch(cluster: Cluster) -> None:
-    archs = [random_arch(300 + i) for i in range(30)]
+    archs = [slow_arch(300 + i) for i in range(30)]
     job = cluster.submit(archs)
     cluster.wait_progress(job, 4)
     actors = {
@@ -164,7 +172,7 @@ def test_actor_killed_mid_arch(cluster: Cluster) -> None:
 
 
 def test_redis_restart_mid_job(cluster: Cluster) -> None:
-    archs = [random_arch(500 + i) for i in range(30)]
+    archs = [slow_arch(500 + i) for i in range(30)]
     job = cluster.submit(archs)
     cluster.wait_progress(job, 4)
     stop(cluster.procs["redis"], signal.SIGKILL)  # no persistence: the stream and group are gone
@@ -174,7 +182,7 @@ def test_redis_restart_mid_job(cluster: Cluster) -> None:
 
 
 def test_stuck_arch_times_out_and_is_dead_lettered(cluster: Cluster) -> None:
-    archs = [STALL, random_arch(700), random_arch(701)]
+    archs = [STALL, slow_arch(700), slow_arch(701)]
     job = cluster.submit(archs, ["params"])
     status = wait_job(cluster.client, job, timeout=120)
     assert (status["status"], status["done"], status["failed"]) == ("failed", 2, 1)
