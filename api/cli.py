@@ -23,5 +23,8 @@ def run(args: argparse.Namespace) -> int:
     if not get_settings().redis_url:
         sys.stderr.write("zcscore api: set ZCSCORE_REDIS_URL (shared with the dispatchers), or use `zcscore serve`\n")
         return 2
+    from zcscore.workers.runtime import log_startup
+
+    log_startup(get_settings(), url=f"http://{args.host}:{args.port}")
     uvicorn.run(create_app(), host=args.host, port=args.port, log_level="warning")
     return 0

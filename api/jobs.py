@@ -50,7 +50,10 @@ def job_status(job_id: str, services: ServicesDep) -> JobStatus:
     prog = services.store.progress(job_id)
     if prog is None:
         raise field_error(["path", "job_id"], f"unknown job {job_id!r}", 404, "not_found")
-    return JobStatus(id=prog.id, status=prog.status, done=prog.done, failed=prog.failed, total=prog.total)  # type: ignore[arg-type]
+    failures = services.store.failure_codes(job_id) if prog.failed else {}
+    return JobStatus(
+        id=prog.id, status=prog.status, done=prog.done, failed=prog.failed, total=prog.total, failures=failures
+    )
 
 
 def _item(task: JobTask, score: Score | None) -> ScoreItem:

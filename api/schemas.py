@@ -45,6 +45,7 @@ class JobStatus(BaseModel):
     done: int
     failed: int
     total: int
+    failures: dict[str, int] = Field(default_factory=dict, description="failed tasks by error code")
 
 
 class ScoreItem(BaseModel):

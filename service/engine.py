@@ -18,9 +18,10 @@ import math
 import platform
 import random
 import time
+import traceback
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from functools import cached_property
+from dataclasses import dataclass, field, replace
+from functools import cached_property, partial
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,7 @@ from torch import nn
 
 import zcscore
 from zcscore.data import ArrayData, as_array_data, default_real_data
+from zcscore.errors import classify
 from zcscore.numerics import Numerics
 from zcscore.proxies.catalog import Pass, ProxySpec, expand, get_spec
 from zcscore.proxies.registry import get_impl, get_pass
@@ -58,7 +60,7 @@ class ScoreConfig:
             self.data = default_real_data()
         elif not isinstance(self.data, ArrayData):
             self.data = as_array_data(self.data)
-        return self.data  # type: ignore[no-any-return]
+        return self.data
 
     @property
     def numerics(self) -> Numerics:
@@ -109,7 +111,7 @@ class ArchContext:
         self._rng_state = rng_state
         self.net = net.to(self.device)
         if self.channels_last:
-            self.net = self.net.to(memory_format=torch.channels_last)
+            self.net = self.net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch stubs lack it
 
     def restore(self) -> nn.Module:
         """Reset weights, BN buffers and the torch RNG to 'seed, then freshly built'; returns the net."""
@@ -228,9 +230,7 @@ class Engine:
             iterator = tqdm(classes, desc="scoring", unit="arch")
         for canon in iterator:
             arch = sp.parse(canon)
-            records = self.score_network(
-                lambda a=arch: sp.build(a, self.config.num_classes), canon, space=sp, arch=arch
-            )
+            records = self.score_network(partial(sp.build, arch, self.config.num_classes), canon, space=sp, arch=arch)
             by_class[canon] = records
             if on_records is not None:
                 on_records(records)
@@ -258,13 +258,17 @@ class Engine:
         try:
             net = build()
         except Exception as exc:  # an arch that cannot be built must never crash the caller
-            error = f"{type(exc).__name__}: {exc}"
-            return [ScoreRecord(name, s.name, math.nan, 0.0, {}, self._provenance(s, name), error) for s in self.direct]
+            build_error = classify(exc, default="build_error").line
+            build_detail = traceback.format_exc()
+            return [
+                ScoreRecord(name, s.name, math.nan, 0.0, {}, self._provenance(s, name), build_error, build_detail)
+                for s in self.direct
+            ]
         ctx = ArchContext(net, self.config, torch.get_rng_state(), space, arch)
         build_s = time.perf_counter() - t0
         outputs = PassOutputs(ctx)
         pass_seconds: dict[Pass, float] = {}
-        errors: dict[Pass, str] = {}
+        errors: dict[Pass, tuple[str, str]] = {}  # pass -> (error line, traceback)
         for kind in Pass:
             if kind not in self.pass_args:
                 continue
@@ -273,7 +277,7 @@ class Engine:
                 ctx.restore()
                 outputs.results[kind] = get_pass(kind)(ctx, **self.pass_args[kind])
             except Exception as exc:  # a broken network must never crash the caller
-                errors[kind] = f"{type(exc).__name__}: {exc}"
+                errors[kind] = (classify(exc).line, traceback.format_exc())
             ctx.sync()
             pass_seconds[kind] = time.perf_counter() - t
         if pass_seconds:
@@ -282,28 +286,32 @@ class Engine:
         records = []
         for spec in self.direct:
             t = time.perf_counter()
-            score, components, error = math.nan, {}, None
+            score: float = math.nan
+            components: dict[str, float] = {}
+            error: str | None = None
+            detail: str | None = None
             failed = [errors[k] for k in spec.passes if k in errors]
             if failed:
-                error = failed[0]
+                error, detail = failed[0]
             else:
                 try:
                     value = get_impl(spec.name)(outputs)
                     score, components = value if isinstance(value, tuple) else (value, {})
                     score = float(score)
                 except Exception as exc:
-                    error = f"{type(exc).__name__}: {exc}"
+                    error, detail = classify(exc).line, traceback.format_exc()
             own = time.perf_counter() - t
             shared = sum(pass_seconds[k] / users[k] for k in spec.passes if k in pass_seconds)
             seconds = own + shared + build_s / len(self.direct)
             records.append(
-                ScoreRecord(name, spec.name, score, seconds, components, self._provenance(spec, name), error)
+                ScoreRecord(name, spec.name, score, seconds, components, self._provenance(spec, name), error, detail)
             )
         return records
 
     def _provenance(self, spec: ProxySpec, canonical: str) -> dict[str, Any]:
         return {
             **self.base_provenance,
+            "data": self.base_provenance["data"] if spec.needs_data else None,  # only what the score read
             "proxy_version": spec.version,
             "input_protocol": spec.input_protocol,
             "scored_as": canonical,
@@ -326,7 +334,7 @@ class Engine:
 
 
 def _relabel(rec: ScoreRecord, arch: str) -> ScoreRecord:
-    return ScoreRecord(arch, rec.proxy, rec.score, rec.seconds, rec.components, rec.provenance, rec.error)
+    return replace(rec, arch=arch)
 
 
 def _device_name(device: str) -> str:

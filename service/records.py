@@ -16,4 +16,5 @@ class ScoreRecord:
     seconds: float
     components: dict[str, float] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
-    error: str | None = None
+    error: str | None = None  # ``code: message`` (zcscore.errors), one line
+    detail: str | None = field(default=None, repr=False, compare=False)  # the traceback, for logs only

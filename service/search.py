@@ -89,12 +89,12 @@ def evolution_search(
     return SearchResult(best[0], best[1], history)
 
 
-def engine_score_fn(proxy: str, **config: object) -> ScoreFn:
+def engine_score_fn(proxy: str, space: str = "nb201", **config: object) -> ScoreFn:
     """A score function backed by the engine (one proxy, fixed config)."""
     from zcscore.engine import Engine, ScoreConfig
 
     engine = Engine([proxy], ScoreConfig(**config))  # type: ignore[arg-type]
-    return lambda archs: [r.score for r in engine.score_archs(archs)]
+    return lambda archs: [r.score for r in engine.score_archs(archs, space=space)]
 
 
 def run_search(
@@ -104,23 +104,25 @@ def run_search(
     search_seed: int = 0,
     score_fn: ScoreFn | None = None,
     accuracy_table: Path | None = None,
+    space: str = "nb201",
     **config: object,
 ) -> SearchResult:
-    """Search NB201 with ``proxy`` as fitness; ``config`` goes to the engine's ScoreConfig.
+    """Search ``space`` with ``proxy`` as fitness; ``config`` goes to the engine's ScoreConfig.
 
     Population proxies (``az_nas``) only support ``random``: their score is defined over a set.
     """
     spec = get_spec(proxy)
     if algorithm == "evolution" and spec.population:
         raise ValueError(f"{proxy!r} is a population proxy: its score is only defined over a set; use random")
-    fn = score_fn or engine_score_fn(proxy, **config)
+    sp = get_space(space)
+    fn = score_fn or engine_score_fn(proxy, sp.name, **config)
     if algorithm == "random":
-        result = random_search(fn, budget, search_seed)
+        result = random_search(fn, budget, search_seed, space=sp)
     elif algorithm == "evolution":
-        result = evolution_search(fn, budget, search_seed)
+        result = evolution_search(fn, budget, search_seed, space=sp)
     else:
         raise ValueError(f"unknown algorithm {algorithm!r} (random, evolution)")
-    if accuracy_table is not None and accuracy_table.exists():
+    if sp.name == "nb201" and accuracy_table is not None and accuracy_table.exists():
         result.accuracy = lookup_accuracy(result.best_arch, accuracy_table)
     return result
 

@@ -26,7 +26,8 @@ class Settings(BaseSettings):
     workers: int = 1  # Ray scoring actors started by ``zcscore serve`` / the dispatcher
     gpus_per_worker: float = 0.0
     arch_timeout_s: float = 600.0
-    max_deliveries: int = 3
+    max_deliveries: int = 3  # starts of a task with transient failures before it is dead-lettered
+    retry_backoff_s: float = 0.5  # first retry delay after a transient failure (doubles, at most 30 s)
     device: str = "cpu"
     threads: int = 1  # torch threads per scoring actor (part of a CPU score's cache key; see docs/service.md)
     # scoring service (api/, workers/): see docs/service.md

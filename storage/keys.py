@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from typing import Any
+from typing import Any, Literal
 
 from zcscore.numerics import Numerics
 from zcscore.proxies.catalog import ProxySpec
@@ -63,7 +63,10 @@ def decode_score(value: float | None, kind: str) -> float:
     return {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}.get(kind, math.nan)
 
 
-def json_score(value: float) -> float | str | None:
+JsonScore = float | Literal["inf", "-inf"] | None  # a score as JSON (see :func:`json_score`)
+
+
+def json_score(value: float) -> JsonScore:
     """A score as JSON: null for NaN, the strings "inf"/"-inf" for infinities, else the float."""
     if math.isnan(value):
         return None
@@ -72,6 +75,6 @@ def json_score(value: float) -> float | str | None:
     return float(value)
 
 
-def json_components(components: dict[str, float]) -> dict[str, float | str | None]:
+def json_components(components: dict[str, float]) -> dict[str, JsonScore]:
     """Components with every value encoded by :func:`json_score`."""
     return {k: json_score(float(v)) for k, v in components.items()}

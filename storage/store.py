@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import Engine, case, create_engine, event, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -47,6 +47,9 @@ class NewJob:
     tasks: list[TaskRow]
 
 
+JobState = Literal["queued", "running", "done", "failed"]
+
+
 @dataclass(frozen=True)
 class Progress:
     """Counts of a job's arch x proxy tasks."""
@@ -57,7 +60,7 @@ class Progress:
     failed: int
 
     @property
-    def status(self) -> str:
+    def status(self) -> JobState:
         """queued | running | done | failed (failed: finished with at least one failed task)."""
         if self.done + self.failed >= self.total:
             return "failed" if self.failed else "done"
@@ -183,6 +186,22 @@ class SqlStore:
                 .where(JobTask.job_id == job_id)
             ).one()
         return Progress(job_id, job.total, int(done), int(failed))
+
+    def failure_codes(self, job_id: str) -> dict[str, int]:
+        """How many of a job's tasks failed, by error code (the part of the stored error before ``:``)."""
+        from zcscore.errors import code_of
+
+        with self.session() as s:
+            errors = s.scalars(
+                select(JobTask.error)
+                .outerjoin(Score, Score.cache_key == JobTask.cache_key)
+                .where(JobTask.job_id == job_id, JobTask.error.is_not(None), Score.id.is_(None))
+            ).all()
+        counts: dict[str, int] = {}
+        for err in errors:
+            code = code_of(err) or "internal"
+            counts[code] = counts.get(code, 0) + 1
+        return dict(sorted(counts.items()))
 
     def job_rows(
         self, job_id: str, after: int = -1, positions: int | None = None, proxies: Sequence[str] | None = None

@@ -7,12 +7,20 @@ actor scores with exactly those, and refuses a config its device or data cannot 
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
+from zcscore.errors import TransientError
 
-class ConfigMismatch(RuntimeError):
+log = logging.getLogger(__name__)
+
+
+class ConfigMismatch(TransientError):
     """The actor cannot produce scores for the message's config (other device kind or other data)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code="config_mismatch")
 
 
 class ScoringActor:
@@ -58,11 +66,23 @@ class ScoringActor:
         return self._engines[key]
 
     def score(
-        self, space: str, proxies: tuple[str, ...], config: dict[str, Any], archs: list[str]
+        self,
+        space: str,
+        proxies: tuple[str, ...],
+        config: dict[str, Any],
+        archs: list[str],
+        tasks: list[str] | None = None,
     ) -> list[dict[str, Any]]:
-        """Score ``archs`` of ``space`` with ``proxies``; one dict per arch x proxy (ScoreRecord fields)."""
+        """Score ``archs`` of ``space`` with ``proxies``; one dict per arch x proxy (ScoreRecord fields).
+
+        Failed rows carry their one-line error; their tracebacks go to this worker's log with the task id.
+        """
         engine = self._engine(tuple(proxies), config)
         records = engine.score_archs(archs, space=space)
+        task_of = dict(zip(archs, tasks or archs))
+        for r in records:
+            if r.error:
+                log.warning("task %s proxy %s: %s\n%s", task_of.get(r.arch, r.arch), r.proxy, r.error, r.detail or "")
         return [
             {
                 "arch": r.arch,

@@ -7,6 +7,10 @@ import logging
 import signal
 import sys
 import threading
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from zcscore.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--consumer", default=None, help="consumer name in the Redis group (default host-pid)")
 
 
-def apply_overrides(args: argparse.Namespace) -> object:
+def apply_overrides(args: argparse.Namespace) -> Settings:
     """Settings from the environment with the command-line overrides applied."""
     from zcscore.settings import get_settings
 
@@ -35,14 +39,15 @@ def apply_overrides(args: argparse.Namespace) -> object:
 
 def run(args: argparse.Namespace) -> int:
     """Run until SIGINT/SIGTERM."""
-    from zcscore.workers.runtime import build_dispatcher, init_ray
+    from zcscore.workers.runtime import build_dispatcher, init_ray, log_startup
 
     settings = apply_overrides(args)
-    if not settings.redis_url:  # type: ignore[attr-defined]
+    if not settings.redis_url:
         sys.stderr.write("zcscore dispatcher: set ZCSCORE_REDIS_URL (the API's Redis)\n")
         return 2
-    init_ray(settings, args.ray_cpus)  # type: ignore[arg-type]
-    dispatcher = build_dispatcher(settings, args.consumer)  # type: ignore[arg-type]
+    init_ray(settings, args.ray_cpus)
+    dispatcher = build_dispatcher(settings, args.consumer)
+    log_startup(settings, dispatcher)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

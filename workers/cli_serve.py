@@ -24,17 +24,17 @@ def run(args: argparse.Namespace) -> int:
 
     from zcscore.api.app import create_app
     from zcscore.workers.cli_dispatcher import apply_overrides
-    from zcscore.workers.runtime import build_dispatcher, init_ray, run_in_thread
+    from zcscore.workers.runtime import build_dispatcher, init_ray, log_startup, run_in_thread
     from zcscore.workers.streams import shutdown_embedded
 
     settings = apply_overrides(args)
-    init_ray(settings, args.ray_cpus)  # type: ignore[arg-type]
-    dispatcher = build_dispatcher(settings)  # type: ignore[arg-type]  (starts the embedded Redis if needed)
+    init_ray(settings, args.ray_cpus)
+    dispatcher = build_dispatcher(settings)  # starts the embedded Redis if needed
     stop = threading.Event()
     thread = run_in_thread(dispatcher, stop)
-    log.info("serving on http://%s:%d (docs at /docs)", args.host, args.port)
+    log_startup(settings, dispatcher, f"http://{args.host}:{args.port}")
     try:
-        uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning")  # type: ignore[arg-type]
+        uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning")
     finally:
         stop.set()
         thread.join(timeout=10)

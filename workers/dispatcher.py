@@ -18,10 +18,12 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import redis
+from redis.typing import StreamIdT
 
+from zcscore.errors import Classified, code_of, error_line, is_transient
 from zcscore.proxies.catalog import get_spec
 from zcscore.settings import Settings
 from zcscore.storage.keys import encode_score, proxy_config_hash
@@ -83,7 +85,7 @@ class Dispatcher:
     # main loop ----------------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
         """Loop until ``stop`` is set; survives Redis outages (retries until it is back)."""
-        log.info("dispatcher %s started", self.consumer)
+        log.debug("dispatcher %s started", self.consumer)
         group_ok = False
         while not stop.is_set():
             try:
@@ -125,7 +127,8 @@ class Dispatcher:
 
     def _read(self, count: int, block_ms: int) -> None:
         resp = self.r.xreadgroup(GROUP, self.consumer, {self.names.tasks: ">"}, count=count, block=block_ms or None)
-        entries = [(eid, f) for _, items in (resp or []) for eid, f in items]
+        streams = cast("list[list[Any]]", resp or [])  # RESP2 reply: [[stream, [(id, fields), ...]], ...]
+        entries = [(eid, f) for _, items in streams for eid, f in items]
         self._accept(entries)
 
     def _autoclaim(self) -> None:
@@ -143,7 +146,7 @@ class Dispatcher:
 
     def _refresh_inflight(self) -> None:
         """Reset the idle time of our own pending entries so no one reclaims live work."""
-        ids = [p.entry_id for p in self.buffer]
+        ids: list[StreamIdT] = [p.entry_id for p in self.buffer]
         for batch in self.pool.in_flight():
             ids.extend(p.entry_id for p in batch)
         if ids:
@@ -177,15 +180,18 @@ class Dispatcher:
                 self.buffer.append(p)
 
     def _assign(self) -> None:
+        now = time.time()
         for slot in self.pool.free():
-            if not self.buffer:
+            ready = [p for p in self.buffer if p.msg.not_before <= now]  # retries wait out their backoff
+            if not ready:
                 return
-            first = self.buffer.pop(0)
+            first = ready[0]
+            self.buffer.remove(first)
             batch = [first]
             if not first.msg.solo:
                 same = [
                     p
-                    for p in self.buffer
+                    for p in ready[1:]
                     if not p.msg.solo
                     and (p.msg.space, p.msg.proxies, p.msg.config)
                     == (first.msg.space, first.msg.proxies, first.msg.config)
@@ -195,48 +201,74 @@ class Dispatcher:
                 batch.extend(same)
             timeout = self.s.arch_timeout_s * len(batch)
             msg = first.msg
-            self.pool.submit(slot, batch, msg.space, msg.proxies, msg.config, [p.msg.arch for p in batch], timeout)
+            archs = [p.msg.arch for p in batch]
+            self.pool.submit(
+                slot, batch, msg.space, msg.proxies, msg.config, archs, timeout, [p.entry_id for p in batch]
+            )
 
     def _drain_results(self, timeout: float) -> None:
         for batch, records, error in self.pool.poll(timeout):
             if error is None and records is not None:
                 self._commit(batch, records)
+            elif error is not None and (error.transient or len(batch) > 1):
+                self._retry(batch, error)  # a deterministic batch failure is split to find the arch at fault
             else:
-                self._retry(batch, error or "unknown error")
+                self._fail(batch[0], error.line if error else "internal: the actor returned nothing")
 
     # outcomes -----------------------------------------------------------------------------------
     def _commit(self, batch: list[Pending], records: list[dict[str, Any]]) -> None:
+        """Store the scores, fail input errors at once, retry transient ones; then ack."""
         by_arch = {p.msg.arch: p for p in batch}
         rows, failed = [], []
+        retry: dict[str, list[str]] = {}
         for rec in records:
             p = by_arch[rec["arch"]]
             key = p.keys[rec["proxy"]]
-            if rec["error"]:
+            if rec["error"] and is_transient(code_of(rec["error"]) or ""):
+                retry.setdefault(p.msg.arch, []).append(rec["proxy"])
+            elif rec["error"]:
                 failed.append((key, rec["error"]))
             else:
                 rows.append(score_row(p.msg, key, rec))
         self.store.insert_scores(rows)
         for key, err in failed:
             self.store.mark_failed([key], err)
+            log.warning("task failed (not retried): %s", err)
         self.scored += len(rows)
-        self._ack(batch)
+        again = [p for p in batch if p.msg.arch in retry]
+        for p in again:
+            p.msg = p.msg.only(tuple(q for q in p.msg.proxies if q in retry[p.msg.arch]))
+        if again:
+            first_error = next(r["error"] for r in records if r["arch"] in retry and r["error"])
+            self._retry(again, Classified(code_of(first_error) or "internal", first_error.split(": ", 1)[-1]))
+        self._ack([p for p in batch if p not in again])
 
-    def _retry(self, batch: list[Pending], error: str) -> None:
-        """Re-enqueue each arch of a failed batch to be scored alone; attempts carry over."""
-        log.warning("batch of %d failed: %s", len(batch), error)
+    def _retry(self, batch: list[Pending], error: Classified) -> None:
+        """Re-enqueue each arch of a failed batch to be scored alone, after a backoff; attempts carry over."""
+        log.warning("batch of %d failed (%s); retrying each arch alone", len(batch), error.line)
         pipe = self.r.pipeline(transaction=False)
         for p in batch:
-            pipe.hset(self.names.errors, p.msg.task_id, error)
-            solo = p.msg.only(p.msg.proxies, solo=True)
-            pipe.xadd(self.names.tasks, solo.fields())  # type: ignore[arg-type]
-            pipe.hset(self.names.attempts, solo.task_id, self.r.hget(self.names.attempts, p.msg.task_id) or 1)
+            attempts = int(self.r.hget(self.names.attempts, p.msg.task_id) or 1)
+            delay = 0.0 if not error.transient else min(self.s.retry_backoff_s * 2 ** (attempts - 1), 30.0)
+            solo = p.msg.only(p.msg.proxies, solo=True, not_before=time.time() + delay)
+            pipe.hset(self.names.errors, solo.task_id, error.line)
+            pipe.xadd(self.names.tasks, solo.fields())
+            pipe.hset(self.names.attempts, solo.task_id, attempts)
             pipe.xack(self.names.tasks, GROUP, p.entry_id)
         pipe.execute()
 
+    def _fail(self, p: Pending, error: str) -> None:
+        """An input error of one arch: fail its tasks at once (never retried) and ack."""
+        self.store.mark_failed(p.keys.values(), error)
+        log.warning("task %s failed (not retried): %s", p.entry_id, error)
+        self._ack([p])
+
     def _dead_letter(self, p: Pending) -> None:
         raw = self.r.hget(self.names.errors, p.msg.task_id)
-        error = raw.decode() if isinstance(raw, bytes) else (raw or "exceeded max deliveries")
-        error = f"failed {self.s.max_deliveries} times; last error: {error}"
+        last = raw.decode() if isinstance(raw, bytes) else (raw or "internal: exceeded max deliveries")
+        error = error_line(
+            code_of(last) or "internal", f"{last.split(': ', 1)[-1]} (gave up after {self.s.max_deliveries} attempts)"
+        )
         self.r.xadd(self.names.dead, {**p.msg.fields(), "entry": p.entry_id, "error": error[:2000]})
         self.store.mark_failed(p.keys.values(), error)
         log.error("dead-lettered %s: %s", p.msg.arch, error)

@@ -9,7 +9,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import ray
+from ray.exceptions import RayActorError, RayTaskError
 
+from zcscore.errors import Classified, classify
 from zcscore.workers.actor import ScoringActor
 
 log = logging.getLogger(__name__)
@@ -68,7 +70,7 @@ class ActorPool:
         slot.calls = []
         if self.on_spawn is not None:
             self.on_spawn(slot.name, slot.pid)
-        log.info("actor %s started (pid %d)", slot.name, slot.pid)
+        log.debug("actor %s started (pid %d)", slot.name, slot.pid)
 
     def replace(self, slot: Slot) -> None:
         """Kill the slot's actor (if alive) and start a fresh one."""
@@ -97,17 +99,22 @@ class ActorPool:
         config: dict[str, Any],
         archs: list[str],
         timeout_s: float,
+        tasks: list[str] | None = None,
     ) -> None:
         """Queue ``actor.score`` on a slot; ``payload`` comes back from :meth:`poll`.
 
         The deadline counts from when the previous call on the slot is due, since the actor runs calls in turn.
         """
-        ref = slot.actor.score.remote(space, proxies, config, archs)
+        ref = slot.actor.score.remote(space, proxies, config, archs, tasks)
         start = max([time.monotonic()] + [c.deadline for c in slot.calls])
         slot.calls.append(Call(ref, payload, start + timeout_s))
 
-    def poll(self, timeout: float) -> list[tuple[Any, list[dict[str, Any]] | None, str | None]]:
-        """Wait up to ``timeout`` s; returns ``(payload, records, error)`` for every call that ended."""
+    def poll(self, timeout: float) -> list[tuple[Any, list[dict[str, Any]] | None, Classified | None]]:
+        """Wait up to ``timeout`` s; returns ``(payload, records, error)`` for every call that ended.
+
+        A call that raised inside a live actor fails alone, with the error it raised (unwrapped from Ray's
+        wrapper); an actor that died or ran past its deadline fails every call queued on it and is replaced.
+        """
         refs = [c.ref for s in self.slots for c in s.calls]
         if not refs:
             return []
@@ -115,22 +122,30 @@ class ActorPool:
         if ready:
             ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
         ready_set = set(ready)
-        out: list[tuple[Any, list[dict[str, Any]] | None, str | None]] = []
+        out: list[tuple[Any, list[dict[str, Any]] | None, Classified | None]] = []
         now = time.monotonic()
         for slot in self.busy():
-            error = None
+            error: Classified | None = None
             for call in list(slot.calls):
                 if call.ref not in ready_set:
                     continue
                 try:
                     out.append((call.payload, ray.get(call.ref), None))
                     slot.calls.remove(call)
-                except Exception as exc:  # actor died or the call raised
-                    error = f"{type(exc).__name__}: {str(exc)[:500]}"
+                except RayActorError as exc:  # the actor process is gone, with every call queued on it
+                    error = Classified("actor_died", f"actor {slot.name} died: {type(exc).__name__}")
+                    break
+                except RayTaskError as exc:  # the call raised inside a live actor: only this call fails
+                    cause = exc.cause if isinstance(exc.cause, BaseException) else exc
+                    log.warning("call on actor %s raised %s", slot.name, type(cause).__name__)
+                    out.append((call.payload, None, classify(cause, default="internal")))
+                    slot.calls.remove(call)
+                except Exception as exc:  # anything else from Ray: treat the actor as lost
+                    error = Classified("actor_died", f"actor {slot.name} failed: {type(exc).__name__}: {exc}")
                     break
             if error is None and slot.calls and now > slot.calls[0].deadline:
                 log.warning("actor %s exceeded its deadline; replacing it", slot.name)
-                error = "TimeoutError: arch timeout exceeded, actor killed"
+                error = Classified("timeout", "arch timeout exceeded, actor killed")
             if error is not None:  # every call queued on this actor is lost with it
                 out.extend((c.payload, None, error) for c in slot.calls)
                 self.replace(slot)

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
-from typing import Any
+from typing import TYPE_CHECKING
 
 from zcscore.settings import Settings
+
+if TYPE_CHECKING:  # imported lazily at run time (Ray, Redis, the store)
+    from zcscore.workers.dispatcher import Dispatcher
 
 log = logging.getLogger(__name__)
 
@@ -18,15 +22,21 @@ def init_ray(settings: Settings, num_cpus: int | None = None) -> None:
 
     if ray.is_initialized():
         return
+    quiet = logging.getLogger().getEffectiveLevel() > logging.INFO  # Ray's own INFO lines only with --log-level info
+    level = logging.WARNING if quiet else logging.INFO
     if settings.ray_address:
-        ray.init(address=settings.ray_address, log_to_driver=False)
+        ray.init(address=settings.ray_address, log_to_driver=False, logging_level=level)
     else:
         ray.init(
-            address="local", num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False, log_to_driver=False
+            address="local",
+            num_cpus=num_cpus or os.cpu_count() or 1,
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level=level,
         )  # "local": never attach to a cluster someone else started
 
 
-def build_dispatcher(settings: Settings, consumer: str | None = None) -> Any:
+def build_dispatcher(settings: Settings, consumer: str | None = None) -> Dispatcher:
     """Open store and Redis, start the actor pool, and return a ready :class:`Dispatcher`."""
     from zcscore.storage.store import open_store
     from zcscore.workers.dispatcher import Dispatcher
@@ -52,7 +62,52 @@ def build_dispatcher(settings: Settings, consumer: str | None = None) -> Any:
     return Dispatcher(settings, store, r, pool, consumer=name)
 
 
-def run_in_thread(dispatcher: Any, stop: threading.Event) -> threading.Thread:
+def mask_url(url: str) -> str:
+    """``url`` with any password replaced by ``***``."""
+    return re.sub(r"(//[^:/@]*):[^@/]*@", r"\1:***@", url)
+
+
+def log_startup(settings: Settings, dispatcher: Dispatcher | None = None, url: str | None = None) -> None:
+    """One line per component: store, queue, Ray and actors, data, plugins, and the API's URL."""
+    import ray
+
+    from zcscore.data_source import resolve_data_source
+    from zcscore.workers.streams import embedded_url
+
+    log.info("store: %s", mask_url(settings.resolved_database_url))
+    queue = mask_url(settings.redis_url) if settings.redis_url else f"embedded Redis ({embedded_url()})"
+    log.info("queue: %s (key prefix %s)", queue, settings.redis_prefix)
+    if dispatcher is not None:
+        where = settings.ray_address or "local"
+        cpus = int(ray.cluster_resources().get("CPU", 0))
+        pids = ", ".join(str(slot.pid) for slot in dispatcher.pool.slots)
+        log.info(
+            "ray: %s (%d CPUs); %d scoring actor(s) on %s, pids %s",
+            where,
+            cpus,
+            len(dispatcher.pool.slots),
+            settings.device,
+            pids,
+        )
+    try:
+        source = resolve_data_source(settings)
+    except Exception as exc:  # an unreadable data file: say so, data-dependent jobs are refused
+        log.warning("data: unreadable (%s)", exc)
+    else:
+        if source is None:
+            log.info(
+                "data: none resolved; jobs with zico/xi_gsnr/epsinas are refused until ZCSCORE_DATA_DIR is set "
+                "or `zcscore data fetch` has run"
+            )
+        else:
+            log.info("data: %s", source.describe())
+    if settings.plugins:
+        log.info("plugins: %s", ", ".join(settings.plugins))
+    if url:
+        log.info("serving %s (API docs at %s/docs)", url, url)
+
+
+def run_in_thread(dispatcher: Dispatcher, stop: threading.Event) -> threading.Thread:
     """Run a dispatcher loop in a daemon thread until ``stop`` is set."""
 
     def target() -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from redis.typing import EncodableT, FieldT
 
 GROUP = "scorers"
 _EMBEDDED: dict[str, Any] = {}
@@ -73,12 +74,20 @@ class TaskMessage:
     config: dict[str, Any]
     keys: dict[str, str]
     solo: bool = False  # score alone (a retry after a failed batch)
+    not_before: float = 0.0  # epoch seconds: a retry waits out its backoff until then
 
-    def only(self, proxies: tuple[str, ...], solo: bool | None = None) -> TaskMessage:
-        """The same message restricted to ``proxies`` (optionally marked solo)."""
+    def only(self, proxies: tuple[str, ...], solo: bool | None = None, not_before: float | None = None) -> TaskMessage:
+        """The same message restricted to ``proxies`` (optionally marked solo, or delayed)."""
         keys = {p: self.keys[p] for p in proxies}
         return TaskMessage(
-            self.space, self.arch, self.arch_hash, proxies, self.config, keys, self.solo if solo is None else solo
+            self.space,
+            self.arch,
+            self.arch_hash,
+            proxies,
+            self.config,
+            keys,
+            self.solo if solo is None else solo,
+            self.not_before if not_before is None else not_before,
         )
 
     @property
@@ -86,8 +95,8 @@ class TaskMessage:
         """Stable id of this unit of work (attempts are counted per id)."""
         return f"{self.space}|{self.arch}|{','.join(self.proxies)}|{json.dumps(self.config, sort_keys=True)}"
 
-    def fields(self) -> dict[str, str]:
-        """Stream entry fields."""
+    def fields(self) -> dict[FieldT, EncodableT]:
+        """Stream entry fields (all str), typed as ``XADD`` takes them."""
         return {
             "space": self.space,
             "arch": self.arch,
@@ -96,6 +105,7 @@ class TaskMessage:
             "config": json.dumps(self.config, sort_keys=True),
             "keys": json.dumps(self.keys, sort_keys=True),
             "solo": "1" if self.solo else "0",
+            "not_before": repr(self.not_before),
         }
 
     @classmethod
@@ -109,7 +119,16 @@ class TaskMessage:
         keys = json.loads(f["keys"])
         if set(keys) != set(proxies):
             raise ValueError(f"keys {sorted(keys)} do not match proxies {list(proxies)}")
-        return cls(f["space"], f["arch"], f["arch_hash"], proxies, json.loads(f["config"]), keys, f.get("solo") == "1")
+        return cls(
+            f["space"],
+            f["arch"],
+            f["arch_hash"],
+            proxies,
+            json.loads(f["config"]),
+            keys,
+            f.get("solo") == "1",
+            float(f.get("not_before", 0.0)),
+        )
 
 
 @dataclass(frozen=True)
@@ -138,7 +157,7 @@ def enqueue(r: redis.Redis, names: Names, messages: list[TaskMessage]) -> int:
     """Append messages to the task stream (pipelined); returns how many."""
     pipe = r.pipeline(transaction=False)
     for i, msg in enumerate(messages):
-        pipe.xadd(names.tasks, msg.fields())  # type: ignore[arg-type]
+        pipe.xadd(names.tasks, msg.fields())
         if i % 1000 == 999:
             pipe.execute()
     pipe.execute()

@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--all", action="store_true", help="score all 15,625 NB201 archs")
     parser.add_argument("--score-seed", type=int, default=1, help="scoring seed (default 1, as the papers)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (per worker)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per worker (default 1, as the service)")
     parser.add_argument("--workers", type=int, default=1, help="scoring processes, archs split between them")
     parser.add_argument("--out", type=Path, help="output directory (resumed if it holds scores.csv)")
     parser.add_argument(

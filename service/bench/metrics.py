@@ -26,6 +26,8 @@ RANK_LAST = "rank_last"
 EXCLUDE = "exclude"
 NAN_POLICY: dict[str, str] = {"epsinas": EXCLUDE}
 
+Floats = Sequence[float] | np.ndarray  # scores or accuracies: a list or a float array
+
 
 def policy_for(proxy: str) -> str:
     """The NaN policy used for ``proxy`` (see module docstring)."""
@@ -42,7 +44,7 @@ class Correlation:
 
 
 def apply_policy(
-    scores: Sequence[float], targets: Sequence[float], policy: str, higher_is_better: bool = True
+    scores: Floats, targets: Floats, policy: str, higher_is_better: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
     """Scores and targets after the NaN policy (orientation: higher is better), missing targets dropped."""
     x = np.asarray(scores, dtype=np.float64)
@@ -62,7 +64,7 @@ def apply_policy(
 
 
 def rank_correlation(
-    scores: Sequence[float], targets: Sequence[float], policy: str = RANK_LAST, higher_is_better: bool = True
+    scores: Floats, targets: Floats, policy: str = RANK_LAST, higher_is_better: bool = True
 ) -> Correlation:
     """Kendall tau-b and Spearman rho of ``scores`` against ``targets`` under ``policy``."""
     x, y = apply_policy(scores, targets, policy, higher_is_better)

@@ -83,6 +83,7 @@ def read_archs(path: Path, data_dir: Path | None = None, space: str = "nb201") -
 
 def run(args: argparse.Namespace) -> int:
     """Score and write the CSV."""
+    from zcscore.data_source import DataUnavailable
     from zcscore.engine import Engine, ScoreConfig
     from zcscore.settings import get_settings
     from zcscore.spaces import SpaceError, get_space
@@ -98,6 +99,15 @@ def run(args: argparse.Namespace) -> int:
             [p.strip() for p in args.proxies.split(",") if p.strip()],
             ScoreConfig(seed=args.seed, device=args.device, threads=args.threads),
         )
+        for spec in engine.direct:  # input errors at the door, before anything is scored
+            why = space.unsupported(spec.name)
+            if why:
+                raise KeyError(f"{spec.name} is not defined for space {space.name}: {why}")
+        if any(spec.needs_data for spec in engine.direct):
+            engine.config.real_data()  # resolves (or downloads) the images, or raises DataUnavailable
+    except DataUnavailable as exc:
+        sys.stderr.write(f"zcscore score: data_unavailable: {exc}\n")
+        return 2
     except (SpaceError, KeyError, OSError) as exc:
         sys.stderr.write(f"zcscore score: {str(exc).strip(chr(34) + chr(39))}\n")
         return 2

@@ -9,14 +9,14 @@ import sys
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``zcscore search``."""
-    parser.add_argument("--space", default="nb201", choices=["nb201"], help="search space")
+    parser.add_argument("--space", default="nb201", help="search space (nb201, or one registered by a plugin)")
     parser.add_argument("--proxy", required=True, help="fitness proxy (see `zcscore proxies`)")
     parser.add_argument("--algorithm", default="evolution", choices=["random", "evolution"])
     parser.add_argument("--budget", type=int, default=100, help="distinct archs scored")
     parser.add_argument("--seed", type=int, default=0, help="search seed")
     parser.add_argument("--score-seed", type=int, default=1, help="proxy seed")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -24,13 +24,15 @@ def run(args: argparse.Namespace) -> int:
     from zcscore.search import run_search
     from zcscore.settings import get_settings
 
+    data_dir = get_settings().data_dir
     try:
         result = run_search(
             args.proxy,
             args.algorithm,
             args.budget,
             search_seed=args.seed,
-            accuracy_table=get_settings().data_path / "nb201.csv",
+            space=args.space,
+            accuracy_table=data_dir / "nb201.csv" if data_dir else None,
             seed=args.score_seed,
             device=args.device,
             threads=args.threads,

@@ -23,13 +23,16 @@ from __future__ import annotations
 
 import math
 from itertools import pairwise
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from zcscore.proxies.catalog import Pass
 from zcscore.proxies.registry import pass_runner, proxy
+
+if TYPE_CHECKING:  # the engine imports the registry: no runtime import back
+    from zcscore.engine import ArchContext, PassOutputs
 
 BATCH, RESOLUTION = 64, 32
 _HALF = 1 << 23  # randint(0, 2**24) < 2**23  <=>  bernoulli(0.5) == 1
@@ -63,7 +66,7 @@ def rademacher(shapes: list[torch.Size], channels_last: bool = False) -> list[to
     sizes = [math.prod(s) for s in shapes]
     bits = torch.randint(0, 1 << 24, (sum(sizes),), dtype=torch.int32)
     out = []
-    for chunk, shape in zip(bits.split(sizes), shapes):
+    for chunk, shape in zip(torch.split(bits, sizes), shapes):
         word = chunk.view(shape)
         if channels_last and len(shape) == 4:
             word = word.contiguous(memory_format=torch.channels_last)
@@ -217,24 +220,27 @@ def az_scores(net: nn.Module, device: torch.device, channels_last: bool = False)
 
 
 @pass_runner(Pass.AZ)
-def az_pass(ctx) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def az_pass(ctx: ArchContext) -> dict[str, Any]:
     """The shared AZ-NAS pass on a freshly restored context (the engine restores the network afterwards)."""
     return az_scores(ctx.net, ctx.device, ctx.channels_last)
 
 
 @proxy("az_expressivity")
-def az_expressivity(outputs) -> float:  # type: ignore[no-untyped-def]
+def az_expressivity(outputs: PassOutputs) -> float:
     """AZ-NAS expressivity: sum over the features of their eigen-entropy (-inf if NaN)."""
-    return outputs[Pass.AZ]["expressivity"]
+    az: dict[str, float] = outputs[Pass.AZ]
+    return az["expressivity"]
 
 
 @proxy("az_progressivity")
-def az_progressivity(outputs) -> float:  # type: ignore[no-untyped-def]
+def az_progressivity(outputs: PassOutputs) -> float:
     """AZ-NAS progressivity: minimum entropy increase between consecutive features (-inf if NaN)."""
-    return outputs[Pass.AZ]["progressivity"]
+    az: dict[str, float] = outputs[Pass.AZ]
+    return az["progressivity"]
 
 
 @proxy("az_trainability")
-def az_trainability(outputs) -> float:  # type: ignore[no-untyped-def]
+def az_trainability(outputs: PassOutputs) -> float:
     """AZ-NAS trainability: mean block score over the Rademacher VJPs (-inf for an identity block)."""
-    return outputs[Pass.AZ]["trainability"]
+    az: dict[str, float] = outputs[Pass.AZ]
+    return az["trainability"]

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
 from zcscore.proxies.catalog import Pass
 from zcscore.proxies.registry import pass_runner, proxy
+
+if TYPE_CHECKING:  # the engine imports the registry: no runtime import back
+    from zcscore.engine import ArchContext, PassOutputs
 
 
 def count_flops(net: nn.Module, input_shape: tuple[int, ...] = (1, 3, 32, 32)) -> float:
@@ -55,7 +60,7 @@ def count_params(net: nn.Module) -> float:
 
 
 @pass_runner(Pass.STATIC)
-def static_pass(ctx) -> dict[str, float]:  # type: ignore[no-untyped-def]
+def static_pass(ctx: ArchContext) -> dict[str, float]:
     """Params and FLOPs of the network (no randomness, no gradients)."""
     flops = None
     if ctx.space is not None:  # a closed form where the space has one (NB201: identical to the hook count, tested)
@@ -67,18 +72,21 @@ def static_pass(ctx) -> dict[str, float]:  # type: ignore[no-untyped-def]
 
 
 @proxy("params")
-def params(outputs) -> float:  # type: ignore[no-untyped-def]
+def params(outputs: PassOutputs) -> float:
     """Number of parameters in millions."""
-    return outputs[Pass.STATIC]["params"]
+    static: dict[str, float] = outputs[Pass.STATIC]
+    return static["params"]
 
 
 @proxy("flops")
-def flops(outputs) -> float:  # type: ignore[no-untyped-def]
+def flops(outputs: PassOutputs) -> float:
     """FLOPs in millions (NATS-Bench convention)."""
-    return outputs[Pass.STATIC]["flops"]
+    static: dict[str, float] = outputs[Pass.STATIC]
+    return static["flops"]
 
 
 @proxy("az_complexity")
-def az_complexity(outputs) -> float:  # type: ignore[no-untyped-def]
+def az_complexity(outputs: PassOutputs) -> float:
     """AZ-NAS complexity term: FLOPs, as the official notebook takes them from the NATS API."""
-    return outputs[Pass.STATIC]["flops"]
+    static: dict[str, float] = outputs[Pass.STATIC]
+    return static["flops"]

@@ -31,6 +31,7 @@ float32, so about 40 % of NB201 archs are NaN) and when the score is exactly 0 (
 from __future__ import annotations
 
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -38,6 +39,9 @@ from torch import nn
 
 from zcscore.proxies.catalog import Pass
 from zcscore.proxies.registry import pass_runner, proxy
+
+if TYPE_CHECKING:  # the engine imports the registry: no runtime import back
+    from zcscore.engine import ArchContext, PassOutputs
 
 WEIGHTS = (1e-7, 1.0)
 BATCH_ROWS = (0, 256)
@@ -97,7 +101,7 @@ def epsinas_score(outputs: list[np.ndarray]) -> float:
 
 
 @pass_runner(Pass.EPSINAS)
-def epsinas_pass(ctx) -> list[np.ndarray]:  # type: ignore[no-untyped-def]
+def epsinas_pass(ctx: ArchContext) -> list[np.ndarray]:
     """Two forwards of rows 0..255 under constant weights 1e-7 and 1 (NCHW layout); returns the output vectors."""
     net = ctx.net
     x = ctx.data.rows(*BATCH_ROWS)[0].to(ctx.device)
@@ -106,7 +110,7 @@ def epsinas_pass(ctx) -> list[np.ndarray]:  # type: ignore[no-untyped-def]
     handle = one_unit_head(net)
     try:
         if ctx.channels_last:  # the official NCHW arithmetic (channels-last moves w=1 outputs by ~1e-4 rel)
-            net.to(memory_format=torch.contiguous_format)
+            net.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]  # torch stubs lack it
         for m in bns:  # batch statistics, no running-stat update: the official BN call
             m.track_running_stats = False
         with torch.inference_mode():
@@ -119,12 +123,12 @@ def epsinas_pass(ctx) -> list[np.ndarray]:  # type: ignore[no-untyped-def]
         if handle is not None:
             handle.remove()
         if ctx.channels_last:
-            net.to(memory_format=torch.channels_last)
+            net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch stubs lack it
         ctx.restore()  # leave the caller's module as it was (default weights)
     return outs
 
 
 @proxy("epsinas")
-def epsinas(outputs) -> float:  # type: ignore[no-untyped-def]
+def epsinas(outputs: PassOutputs) -> float:
     """epsinas: MAE over mean of the two min-max normalised constant-weight outputs (NaN: constant output)."""
     return epsinas_score(outputs[Pass.EPSINAS])

@@ -30,7 +30,7 @@ within 2e-2 (xi-GSNR 5e-4); CUDA (cuDNN, TF32 convolutions by default) within 4e
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -39,6 +39,9 @@ from torch import nn
 
 from zcscore.proxies.catalog import Pass, get_spec
 from zcscore.proxies.registry import pass_runner, proxy
+
+if TYPE_CHECKING:  # the engine imports the registry: no runtime import back
+    from zcscore.engine import ArchContext, PassOutputs
 
 BATCH_SIZE = 64
 XI = 1e-8  # xi-GSNR's ``random_xi`` for NB201 (README command and paper)
@@ -69,12 +72,13 @@ class RealGrads:
 
     def layer_values(self, flat: torch.Tensor) -> list[torch.Tensor]:
         """Split a ``(n_weights,)`` tensor into per-layer pieces."""
-        return list(flat.split(list(self.sizes)))
+        return list(torch.split(flat, list(self.sizes)))
 
 
 def _logits(out: Any) -> torch.Tensor:
     """Logits of a module output: the tensor itself, or the last item of a tuple/list."""
-    return out[-1] if isinstance(out, (tuple, list)) else out
+    logits: torch.Tensor = out[-1] if isinstance(out, (tuple, list)) else out
+    return logits
 
 
 def _weights(net: nn.Module) -> list[tuple[str, torch.Tensor]]:
@@ -88,7 +92,7 @@ def _weights(net: nn.Module) -> list[tuple[str, torch.Tensor]]:
 
 
 @pass_runner(Pass.REAL_GRADS)
-def real_grads_pass(ctx, batches: int = 2) -> RealGrads:  # type: ignore[no-untyped-def]
+def real_grads_pass(ctx: ArchContext, batches: int = 2) -> RealGrads:
     """Run ``batches`` real batches (CE, default init, train mode); keep each batch's weight gradients."""
     net: nn.Module = ctx.net
     named = _weights(net)
@@ -97,6 +101,7 @@ def real_grads_pass(ctx, batches: int = 2) -> RealGrads:  # type: ignore[no-unty
     dtype = weights[0].dtype if weights else torch.float32
     buf = torch.zeros((batches, sum(sizes)), dtype=dtype, device=ctx.device)
     present: tuple[bool, ...] = ()
+    grads: tuple[torch.Tensor | None, ...]
     for j in range(batches):
         x, y = ctx.data.batch(j, BATCH_SIZE)
         x, y = ctx.to_device(x), y.to(ctx.device, non_blocking=True)
@@ -163,12 +168,12 @@ def xi_gsnr_score(rg: RealGrads, batches: int = 8, xi: float = XI) -> float:
 
 
 @proxy("zico")
-def zico(outputs) -> float:  # type: ignore[no-untyped-def]
+def zico(outputs: PassOutputs) -> float:
     """ZiCo (Li et al., ICLR 2023; NB201 port in AZ-NAS): per-batch grads of 2 real batches."""
     return zico_score(outputs[Pass.REAL_GRADS], get_spec("zico").pass_args["batches"])
 
 
 @proxy("xi_gsnr")
-def xi_gsnr(outputs) -> float:  # type: ignore[no-untyped-def]
+def xi_gsnr(outputs: PassOutputs) -> float:
     """xi-GSNR (Sun et al., ICCV 2023): never-zeroed grads of 8 real batches, xi = 1e-8."""
     return xi_gsnr_score(outputs[Pass.REAL_GRADS], get_spec("xi_gsnr").pass_args["batches"])

@@ -38,12 +38,16 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from zcscore.proxies.catalog import Pass
 from zcscore.proxies.registry import pass_runner, proxy
+
+if TYPE_CHECKING:  # the engine imports the registry: no runtime import back
+    from zcscore.engine import ArchContext, PassOutputs
 
 BATCH = 64
 RESOLUTION = 64
@@ -220,13 +224,13 @@ def run_intrain(
     return out
 
 
-def gaussian_input(ctx, batch: int = BATCH, resolution: int = RESOLUTION) -> torch.Tensor:  # type: ignore[no-untyped-def]
+def gaussian_input(ctx: ArchContext, batch: int = BATCH, resolution: int = RESOLUTION) -> torch.Tensor:
     """The paper's synthetic batch, drawn on the CPU generator and moved to the device."""
     return ctx.to_device(torch.randn(batch, 3, resolution, resolution))
 
 
 @pass_runner(Pass.INTRAIN)
-def intrain_pass(ctx) -> InTrainStats:  # type: ignore[no-untyped-def]
+def intrain_pass(ctx: ArchContext) -> InTrainStats:
     """Gaussian 64x3x64x64, random labels, default init, train-mode BN: PR per conv/linear output and h per tensor."""
     net = ctx.net
     x = gaussian_input(ctx)
@@ -236,13 +240,14 @@ def intrain_pass(ctx) -> InTrainStats:  # type: ignore[no-untyped-def]
         ctx.restore()  # undo the train-mode BN running-stat update: the caller's module is left as it was
 
 
-def _score(outputs, name: str) -> float:  # type: ignore[no-untyped-def]
-    value = outputs[Pass.INTRAIN].scores()[name]
+def _score(outputs: PassOutputs, name: str) -> float:
+    st: InTrainStats = outputs[Pass.INTRAIN]
+    value = st.scores()[name]
     return value if math.isfinite(value) else math.nan
 
 
 @proxy("intrain")
-def intrain(outputs) -> tuple[float, dict[str, float]]:  # type: ignore[no-untyped-def]
+def intrain(outputs: PassOutputs) -> tuple[float, dict[str, float]]:
     """InTrain: gamma * (1 + o) / log(L + 1)."""
     st: InTrainStats = outputs[Pass.INTRAIN]
     comps = {"gamma": st.gamma(), "o": st.resilience(), "layers": float(st.layers)}
@@ -250,18 +255,18 @@ def intrain(outputs) -> tuple[float, dict[str, float]]:  # type: ignore[no-untyp
 
 
 @proxy("intrain_pr")
-def intrain_pr(outputs) -> float:  # type: ignore[no-untyped-def]
+def intrain_pr(outputs: PassOutputs) -> float:
     """InTrain ablation: capacity gamma only."""
     return _score(outputs, "intrain_pr")
 
 
 @proxy("intrain_grad")
-def intrain_grad(outputs) -> float:  # type: ignore[no-untyped-def]
+def intrain_grad(outputs: PassOutputs) -> float:
     """InTrain ablation: resilience o only."""
     return _score(outputs, "intrain_grad")
 
 
 @proxy("intrain_add")
-def intrain_add(outputs) -> float:  # type: ignore[no-untyped-def]
+def intrain_add(outputs: PassOutputs) -> float:
     """InTrain ablation: additive gamma + o."""
     return _score(outputs, "intrain_add")

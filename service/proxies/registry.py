@@ -8,18 +8,24 @@ engine reads both; nothing else should call them directly.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, TypeVar
 
 from zcscore.proxies.catalog import Pass, ProxySpec, get_spec
 
-ProxyFn = Callable[..., Any]
-PassFn = Callable[..., Any]
+if TYPE_CHECKING:  # the engine imports this module: no runtime import back
+    from zcscore.engine import PassOutputs
+
+ProxyResult = float | tuple[float, dict[str, float]]
+ProxyFn = Callable[["PassOutputs"], ProxyResult]
+PassFn = Callable[..., object]  # fn(ctx: ArchContext, **pass_args); each pass returns its own output type
+_ProxyF = TypeVar("_ProxyF", bound=ProxyFn)
+_PassF = TypeVar("_PassF", bound=PassFn)
 
 _IMPLS: dict[str, ProxyFn] = {}
 _PASSES: dict[Pass, PassFn] = {}
 
 
-def proxy(name: str) -> Callable[[ProxyFn], ProxyFn]:
+def proxy(name: str) -> Callable[[_ProxyF], _ProxyF]:
     """Register the implementation of catalogue proxy ``name``; returns the function unchanged.
 
     The function is called as ``fn(outputs)`` with a :class:`zcscore.engine.PassOutputs` and returns a
@@ -27,7 +33,7 @@ def proxy(name: str) -> Callable[[ProxyFn], ProxyFn]:
     """
     get_spec(name)  # raises for names missing from the catalogue
 
-    def register(fn: ProxyFn) -> ProxyFn:
+    def register(fn: _ProxyF) -> _ProxyF:
         if name in _IMPLS:
             raise ValueError(f"proxy {name!r} is registered twice")
         _IMPLS[name] = fn
@@ -36,10 +42,10 @@ def proxy(name: str) -> Callable[[ProxyFn], ProxyFn]:
     return register
 
 
-def pass_runner(kind: Pass) -> Callable[[PassFn], PassFn]:
+def pass_runner(kind: Pass) -> Callable[[_PassF], _PassF]:
     """Register the function that runs shared pass ``kind`` as ``fn(ctx, **pass_args)``."""
 
-    def register(fn: PassFn) -> PassFn:
+    def register(fn: _PassF) -> _PassF:
         if kind in _PASSES:
             raise ValueError(f"pass {kind.value!r} is registered twice")
         _PASSES[kind] = fn

@@ -182,7 +182,8 @@ class NB201Space(Space):
 
     def canonical(self, arch: Any) -> NB201Arch:
         """The isomorphism-class representative (nodes 1 and 2 swapped when they are unconnected)."""
-        return arch.canonical()  # type: ignore[no-any-return]
+        canon: NB201Arch = arch.canonical()
+        return canon
 
     def build(self, arch: Any, num_classes: int = 10) -> nn.Module:
         """The xautodl TinyNetwork of ``arch``."""

@@ -86,7 +86,8 @@ class ResNetBasicBlock(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.downsample(x) + self.conv_b(self.conv_a(x))
+        out: torch.Tensor = self.downsample(x) + self.conv_b(self.conv_a(x))
+        return out
 
 
 class TinyNetwork(nn.Module):

@@ -104,7 +104,7 @@ def test_submit_enqueues_one_message_per_distinct_arch_and_is_idempotent(api) ->
     conflict = api.client.post("/v1/jobs", json={**body, "archs": [random_arch(7)]}, headers=key)
     assert conflict.status_code == 409
     status = api.client.get(f"/v1/jobs/{first.json()['id']}").json()
-    assert status == {"id": first.json()["id"], "status": "queued", "done": 0, "failed": 0, "total": 6}
+    assert status == {"id": first.json()["id"], "status": "queued", "done": 0, "failed": 0, "total": 6, "failures": {}}
 
 
 def _store_scores(api, archs: list[str], proxy: str, values: list[float], seed: int = 0) -> None:

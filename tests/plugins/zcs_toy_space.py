@@ -2,14 +2,17 @@
 
 Archs are chains of ops joined by ``-``: ``c1``/``c3``/``c5`` (ReLU-conv-BN, k x k), ``p`` (3x3 average
 pool), ``s`` (identity). Identities change nothing, so ``c3-s-c1`` and ``c3-c1`` are isomorphs and share
-one canonical form. For the fault tests only: ``wait<ms>`` sleeps that long when the network is built
-and ``stall`` hangs (an arch that runs too long).
+one canonical form. For the fault tests only: ``wait<ms>`` sleeps that long when the network is built,
+``stall`` hangs (an arch that runs too long), ``big64`` raises on 64x64 inputs (so InTrain, whose input is
+64x64, fails for that arch while every other proxy works), and when ``ZCS_TOY_TALLY`` names a file every
+build appends its arch to it (tests count attempts).
 
 Load it with ``ZCSCORE_PLUGINS='["zcs_toy_space"]'`` and this folder on ``PYTHONPATH``.
 """
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from typing import Any
@@ -34,7 +37,7 @@ class ToySpace(Space):
             raise SpaceError("arch is empty", field="arch")
         ops = tuple(t.strip().lower() for t in text.split("-"))
         for i, op in enumerate(ops):
-            if op not in OPS and op != "stall" and not (op.startswith("wait") and op[4:].isdigit()):
+            if op not in (*OPS, "stall", "big64") and not (op.startswith("wait") and op[4:].isdigit()):
                 raise SpaceError(f"unknown op {op!r} at position {i} (ops: {', '.join(OPS)})", field=f"ops[{i}]")
         if len(ops) > 12:
             raise SpaceError(f"at most 12 ops, got {len(ops)}", field="ops")
@@ -50,9 +53,15 @@ class ToySpace(Space):
     def build(self, arch: Any, num_classes: int = 10) -> Any:
         from torch import nn
 
+        tally = os.environ.get("ZCS_TOY_TALLY")
+        if tally:
+            with open(tally, "a") as fh:
+                fh.write(self.encode(arch) + "\n")
         layers: list[nn.Module] = [nn.Conv2d(3, WIDTH, 3, padding=1, bias=False), nn.BatchNorm2d(WIDTH)]
         for op in arch:
-            if op == "stall":
+            if op == "big64":
+                layers.append(Refuse64())
+            elif op == "stall":
                 time.sleep(3600)
             elif op.startswith("wait"):
                 time.sleep(int(op[4:]) / 1000)
@@ -81,6 +90,25 @@ class ToySpace(Space):
         if proxy == "epsinas":
             return "the toy head is not the official 1-unit classifier"
         return None
+
+
+def _refuse64() -> Any:
+    from torch import nn
+
+    class Refuse64Module(nn.Module):
+        """Identity, except that it raises on 64x64 inputs."""
+
+        def forward(self, x: Any) -> Any:
+            if x.shape[-1] == 64:
+                raise RuntimeError("toy op big64 refuses 64x64 inputs")
+            return x
+
+    return Refuse64Module()
+
+
+def Refuse64() -> Any:
+    """A module that is the identity except on 64x64 inputs, where it raises."""
+    return _refuse64()
 
 
 register_space(ToySpace())

@@ -26,12 +26,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    """Start a process of ours (own session, so its children can be ended with it)."""
+def start(args: list[str], env: dict[str, str | None], log: Path) -> subprocess.Popen[bytes]:
+    """Start a process of ours (own session, so its children can be ended with it); ``None`` unsets a variable."""
     fh = open(log, "ab")  # noqa: SIM115 (kept open for the process' lifetime)
-    return subprocess.Popen(
-        args, env={**os.environ, **env}, stdout=fh, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True
-    )
+    full = {k: v for k, v in {**os.environ, **env}.items() if v is not None}
+    return subprocess.Popen(args, env=full, stdout=fh, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True)
 
 
 def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, wait: float = 20) -> None:
@@ -69,15 +68,43 @@ def wait_http(url: str, timeout: float = 120, proc: subprocess.Popen[bytes] | No
 
 
 def wait_job(client: httpx.Client, job_id: str, timeout: float = 180) -> dict:
-    """Poll a job until done or failed."""
+    """Poll a job until done or failed (answers other than 200, e.g. while a database restarts, are polled past)."""
     deadline = time.time() + timeout
     status: dict = {}
     while time.time() < deadline:
-        status = client.get(f"/v1/jobs/{job_id}").json()
-        if status["status"] in ("done", "failed"):
-            return status
+        try:
+            resp = client.get(f"/v1/jobs/{job_id}")
+        except httpx.HTTPError:
+            resp = None
+        if resp is not None and resp.status_code == 200:
+            status = resp.json()
+            if status["status"] in ("done", "failed"):
+                return status
         time.sleep(0.3)
     raise TimeoutError(f"job {job_id} still {status}")
+
+
+def wait_done(client: httpx.Client, job_id: str, done: int, timeout: float = 60) -> None:
+    """Wait until at least ``done`` tasks of a job are stored."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        resp = client.get(f"/v1/jobs/{job_id}")
+        if resp.status_code == 200 and resp.json()["done"] >= done:
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"job {job_id} did not reach {done} done tasks")
+
+
+def stored_once(client: httpx.Client, space: str, archs: list[str], proxies: list[str], canonical) -> None:
+    """Assert that the store holds exactly one score per canonical arch x proxy (from the CSV export)."""
+    import csv
+    import io
+
+    exported = list(csv.DictReader(io.StringIO(client.get("/v1/export", params={"space": space}).text)))
+    canon = {canonical(a) for a in archs}
+    for proxy in proxies:
+        mine = [r["arch"] for r in exported if r["proxy"] == proxy and r["arch"] in canon]
+        assert sorted(mine) == sorted(canon), proxy
 
 
 def all_scores(client: httpx.Client, job_id: str) -> list[dict]:

@@ -187,5 +187,7 @@ def test_stuck_arch_times_out_and_is_dead_lettered(cluster: Cluster) -> None:
     status = wait_job(cluster.client, job, timeout=120)
     assert (status["status"], status["done"], status["failed"]) == ("failed", 2, 1)
     rows = all_scores(cluster.client, job)
-    assert rows[0]["status"] == "failed" and "TimeoutError" in rows[0]["error"]
+    assert rows[0]["status"] == "failed" and rows[0]["error"].startswith("timeout: ")
+    assert "\x1b[" not in rows[0]["error"] and "RayTaskError" not in rows[0]["error"]
+    assert status["failures"] == {"timeout": 1}
     assert cluster.redis.xlen(f"{cluster.env['ZCSCORE_REDIS_PREFIX']}:dead") >= 1
