@@ -39,6 +39,12 @@ class ScoringActor:
         """The actor's process id."""
         return os.getpid()
 
+    def where(self) -> tuple[int, str]:
+        """The actor's process id and Ray node id."""
+        import ray
+
+        return os.getpid(), ray.get_runtime_context().get_node_id()
+
     def _engine(self, proxies: tuple[str, ...], config: dict[str, Any]) -> Any:
         import json
 

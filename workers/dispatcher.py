@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import redis
+from sqlalchemy.exc import SQLAlchemyError
 from redis.typing import StreamIdT
 
 from zcscore.errors import Classified, code_of, error_line, is_transient
@@ -79,7 +80,9 @@ class Dispatcher:
         self.names = Names(settings.redis_prefix)
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self.buffer: list[Pending] = []
+        self.uncommitted: list[tuple[list[Pending], list[dict[str, Any]]]] = []  # scored, store was down
         self._next = {"claim": 0.0, "refresh": 0.0, "reconcile": 0.0}
+        self._store_down = False
         self.scored = 0
 
     # main loop ----------------------------------------------------------------------------------
@@ -101,12 +104,23 @@ class Dispatcher:
                 log.warning("redis unavailable (%s); retrying", exc)
                 group_ok = False
                 time.sleep(0.5)
-            except Exception:  # e.g. a database hiccup: keep serving, the reconciler repairs
+            except SQLAlchemyError as exc:  # the store is down: scored results wait in memory, nothing is acked
+                if not self._store_down:
+                    log.warning("store unavailable (%s); holding results until it is back", type(exc).__name__)
+                self._store_down = True
+                time.sleep(1.0)
+            except Exception:  # anything else: keep serving, the reconciler repairs
                 log.exception("dispatcher step failed; retrying")
                 time.sleep(1.0)
 
     def step(self) -> None:
-        """One iteration: reclaim, read, submit, collect, reconcile."""
+        """One iteration: commit what waited for the store, reclaim, read, submit, collect, reconcile."""
+        if self._store_down:
+            self.store.ping()  # raises while the store is still down
+        while self.uncommitted:
+            batch, records = self.uncommitted[0]
+            self._commit(batch, records)  # raises while the store is still down
+            self.uncommitted.pop(0)
         now = time.monotonic()
         if now >= self._next["claim"]:
             self._next["claim"] = now + max(self.s.claim_idle_s / 2, 0.5)
@@ -124,6 +138,9 @@ class Dispatcher:
             self._read(want, block)
         self._assign()
         self._drain_results(0.05 if self.pool.busy() else 0.0)
+        if self._store_down:  # a whole step went through
+            log.info("store is back; held results committed")
+            self._store_down = False
 
     def _read(self, count: int, block_ms: int) -> None:
         resp = self.r.xreadgroup(GROUP, self.consumer, {self.names.tasks: ">"}, count=count, block=block_ms or None)
@@ -147,6 +164,7 @@ class Dispatcher:
     def _refresh_inflight(self) -> None:
         """Reset the idle time of our own pending entries so no one reclaims live work."""
         ids: list[StreamIdT] = [p.entry_id for p in self.buffer]
+        ids.extend(p.entry_id for batch, _ in self.uncommitted for p in batch)
         for batch in self.pool.in_flight():
             ids.extend(p.entry_id for p in batch)
         if ids:
@@ -209,7 +227,7 @@ class Dispatcher:
     def _drain_results(self, timeout: float) -> None:
         for batch, records, error in self.pool.poll(timeout):
             if error is None and records is not None:
-                self._commit(batch, records)
+                self.uncommitted.append((batch, records))  # committed (then acked) at the next step
             elif error is not None and (error.transient or len(batch) > 1):
                 self._retry(batch, error)  # a deterministic batch failure is split to find the arch at fault
             else:

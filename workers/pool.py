@@ -34,7 +34,9 @@ class Slot:
     actor: Any = None
     calls: list[Call] = field(default_factory=list)  # in submission order; the actor runs them in turn
     pid: int = 0
+    node: str = ""  # Ray node id the actor runs on
     spawned: int = 0
+    starting: Any = None  # ref of the actor's ``where()`` while it starts; None once it is ready
 
 
 class ActorPool:
@@ -52,6 +54,7 @@ class ActorPool:
         depth: int = 2,
         actor_kwargs: dict[str, Any] | None = None,
         on_spawn: Any = None,
+        start_timeout_s: float = 300.0,
     ) -> None:
         self.num_cpus, self.num_gpus, self.depth = num_cpus, num_gpus, depth
         self.actor_kwargs = actor_kwargs or {}
@@ -60,17 +63,41 @@ class ActorPool:
         self.remote_cls = ray.remote(ScoringActor)
         for slot in self.slots:
             self._spawn(slot)
+        self.wait_ready(start_timeout_s)
 
     def _spawn(self, slot: Slot) -> None:
+        """Ask Ray for the slot's actor; it takes calls once :meth:`check_starting` sees it up."""
         slot.actor = self.remote_cls.options(
             num_cpus=self.num_cpus, num_gpus=self.num_gpus, max_restarts=0, max_task_retries=0
         ).remote(**self.actor_kwargs)
-        slot.pid = int(ray.get(slot.actor.pid.remote()))
+        slot.starting = slot.actor.where.remote()
         slot.spawned += 1
         slot.calls = []
-        if self.on_spawn is not None:
-            self.on_spawn(slot.name, slot.pid)
-        log.debug("actor %s started (pid %d)", slot.name, slot.pid)
+
+    def check_starting(self, timeout: float = 0.0) -> None:
+        """Mark actors that came up as ready (an actor that died while starting is asked for again)."""
+        starting = {s.starting: s for s in self.slots if s.starting is not None}
+        if not starting:
+            return
+        done, _ = ray.wait(list(starting), num_returns=len(starting), timeout=timeout)
+        for ref in done:
+            slot = starting[ref]
+            try:
+                slot.pid, slot.node = ray.get(ref)
+            except Exception as exc:  # died before it was up, e.g. its node went away
+                log.warning("actor %s failed to start (%s); asking again", slot.name, type(exc).__name__)
+                self._spawn(slot)
+                continue
+            slot.starting = None
+            if self.on_spawn is not None:
+                self.on_spawn(slot.name, slot.pid, slot.node)
+            log.debug("actor %s started (pid %d, node %s)", slot.name, slot.pid, slot.node[:12])
+
+    def wait_ready(self, timeout: float) -> None:
+        """Wait up to ``timeout`` s for every actor to start (the pool works with those that did)."""
+        deadline = time.monotonic() + timeout
+        while any(s.starting is not None for s in self.slots) and time.monotonic() < deadline:
+            self.check_starting(timeout=min(1.0, max(deadline - time.monotonic(), 0.0)))
 
     def replace(self, slot: Slot) -> None:
         """Kill the slot's actor (if alive) and start a fresh one."""
@@ -79,8 +106,9 @@ class ActorPool:
         self._spawn(slot)
 
     def free(self) -> list[Slot]:
-        """Slots that accept another call, least loaded first."""
-        return sorted((s for s in self.slots if len(s.calls) < self.depth), key=lambda s: len(s.calls))
+        """Started slots that accept another call, least loaded first."""
+        ready = (s for s in self.slots if s.starting is None and len(s.calls) < self.depth)
+        return sorted(ready, key=lambda s: len(s.calls))
 
     def busy(self) -> list[Slot]:
         """Slots with calls in flight."""
@@ -115,8 +143,11 @@ class ActorPool:
         A call that raised inside a live actor fails alone, with the error it raised (unwrapped from Ray's
         wrapper); an actor that died or ran past its deadline fails every call queued on it and is replaced.
         """
+        self.check_starting()
         refs = [c.ref for s in self.slots for c in s.calls]
         if not refs:
+            if any(s.starting is not None for s in self.slots):
+                time.sleep(timeout)
             return []
         ready, _ = ray.wait(refs, num_returns=1, timeout=timeout)
         if ready:

@@ -48,8 +48,9 @@ def build_dispatcher(settings: Settings, consumer: str | None = None) -> Dispatc
     names = Names(settings.redis_prefix)
     name = consumer or f"{os.uname().nodename}-{os.getpid()}"
 
-    def on_spawn(slot: str, pid: int) -> None:
+    def on_spawn(slot: str, pid: int, node: str) -> None:
         r.hset(names.actors, slot, pid)
+        r.hset(names.actor_nodes, slot, node)
 
     pool = ActorPool(
         settings.workers,

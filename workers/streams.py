@@ -54,6 +54,11 @@ class Names:
         return f"{self.prefix}:actors"
 
     @property
+    def actor_nodes(self) -> str:
+        """Hash actor-name -> Ray node id it runs on."""
+        return f"{self.prefix}:actor-nodes"
+
+    @property
     def reconcile_lock(self) -> str:
         """Lock key: one reconciler at a time across dispatchers."""
         return f"{self.prefix}:reconcile-lock"

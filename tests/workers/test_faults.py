@@ -1,7 +1,8 @@
 """Faults: a dispatcher killed -9, a Ray actor killed mid-arch, Redis restarted, a stuck arch timing out.
 
 One cluster for the module: our own redis-server (on a free port, restarted by a test), a Ray head, the API
-and two dispatchers, all started (and ended, by pid) here. SQLite shared by every process. Archs come from
+and two dispatchers, all started (and ended, by pid) here, on a fresh PostgreSQL database (the cluster
+configuration: Postgres + Redis). Archs come from
 the toy space plugin (tests/plugins), whose ``wait150`` op makes each arch take 0.15 s to build and whose
 ``stall`` op hangs: the fault hooks live in a test plugin, not in the product's settings.
 """
@@ -22,7 +23,7 @@ from subprocess import Popen
 import httpx
 import pytest
 import redis
-from kit import all_scores, free_port, start, stop, wait_http, wait_job, zcscore
+from kit import all_scores, free_port, pg_database, start, stop, wait_http, wait_job, zcscore
 from zcs_toy_space import ToySpace, chain
 
 SPACE = ToySpace()
@@ -82,12 +83,13 @@ class Cluster:
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     tmp = tmp_path_factory.mktemp("faults")
     redis_port, ray_port, api_port = free_port(), free_port(), free_port()
+    db_url, drop_db = pg_database()
     env = {
         "ZCSCORE_HOME": str(tmp / "home"),
-        "ZCSCORE_DATABASE_URL": f"sqlite:///{tmp / 'faults.db'}",
+        "ZCSCORE_DATABASE_URL": db_url,
         "ZCSCORE_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
         "ZCSCORE_REDIS_PREFIX": f"zcsf-{uuid.uuid4().hex[:8]}",
-        "ZCSCORE_RAY_ADDRESS": f"127.0.0.1:{ray_port}",
+        "ZCSCORE_RAY_ADDRESS": f"127.0.0.2:{ray_port}",
         "ZCSCORE_THREADS": "1",
         "ZCSCORE_BATCH_SIZE": "4",
         "ZCSCORE_CLAIM_IDLE_S": "3",
@@ -109,7 +111,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
                 "--block",
                 f"--port={ray_port}",
                 "--num-cpus=2",
-                "--node-ip-address=127.0.0.1",
+                "--node-ip-address=127.0.0.2",  # Ray maps 127.0.0.1 to the host's IP; this stays on lo
                 "--include-dashboard=false",
                 "--disable-usage-stats",
                 f"--temp-dir={tmp / 'ray'}",  # keeps /tmp/ray/ray_current_cluster untouched
@@ -128,6 +130,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             if name in c.procs:
                 stop(c.procs[name])
         c.client.close()
+        drop_db()
         current = Path("/tmp/ray/ray_current_cluster")  # `ray start` may point plain ray.init() at our head
         if current.exists() and current.read_text().strip().endswith(f":{ray_port}"):
             current.unlink()
