@@ -53,6 +53,10 @@ class ScoreConfig:
     # real images for data-dependent proxies: an ArrayData, a (images, labels) pair or a torch Dataset;
     # None resolves them (data dir, cache, download; see zcscore.data_source)
     data: Any = None
+    # modules whose outputs AZ-NAS reads as features / InTrain as layers (names as in ``net.get_submodule``);
+    # None: the documented defaults (``extract_cell_features`` or the top-level children; every Conv2d/Linear)
+    feature_modules: tuple[str, ...] | None = None
+    layer_modules: tuple[str, ...] | None = None
 
     def real_data(self) -> ArrayData:
         """The real-image source for data-dependent proxies."""
@@ -70,6 +74,13 @@ class ScoreConfig:
     def use_channels_last(self) -> bool:
         """Whether networks and inputs are laid out channels-last."""
         return self.numerics.channels_last
+
+
+def has_strided_pointwise_conv(net: nn.Module) -> bool:
+    """Whether ``net`` has a 1x1 ``Conv2d`` with stride > 1 (e.g. a ResNet downsample shortcut)."""
+    return any(
+        isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1) and max(m.stride) > 1 for m in net.modules()
+    )
 
 
 def seed_everything(seed: int) -> None:
@@ -106,7 +117,12 @@ class ArchContext:
         self.space = space
         self.arch = arch
         self.device = torch.device(config.device)
-        self.channels_last = config.use_channels_last()
+        # torch 2.13's CPU weight gradient of a strided 1x1 conv on channels-last inputs of 56x56 and more
+        # crashes the process (segfault): such networks always run in NCHW (a fixed rule, so a score stays a
+        # pure function of its key; provenance records the layout used)
+        self.channels_last = config.use_channels_last() and not (
+            self.device.type == "cpu" and has_strided_pointwise_conv(net)
+        )
         self._init_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
         self._rng_state = rng_state
         self.net = net.to(self.device)
@@ -303,8 +319,9 @@ class Engine:
             own = time.perf_counter() - t
             shared = sum(pass_seconds[k] / users[k] for k in spec.passes if k in pass_seconds)
             seconds = own + shared + build_s / len(self.direct)
+            prov = {**self._provenance(spec, name), "channels_last": ctx.channels_last}  # the layout used
             records.append(
-                ScoreRecord(name, spec.name, score, seconds, components, self._provenance(spec, name), error, detail)
+                ScoreRecord(name, spec.name, score, seconds, components, prov, error, detail)
             )
         return records
 

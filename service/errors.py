@@ -26,6 +26,7 @@ TRANSIENT_CODES = {
     "unavailable": "the store or the queue did not answer",
     "config_mismatch": "this worker cannot honour the task's numerics or data",
     "internal": "an unexpected failure",
+    "requeued": "the task waited behind a call that failed and never ran (retried, no attempt charged)",
 }
 ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 MAX_LINE = 1000

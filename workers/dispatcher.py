@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import redis
-from sqlalchemy.exc import SQLAlchemyError
 from redis.typing import StreamIdT
+from sqlalchemy.exc import SQLAlchemyError
 
 from zcscore.errors import Classified, code_of, error_line, is_transient
 from zcscore.proxies.catalog import get_spec
@@ -263,8 +263,16 @@ class Dispatcher:
 
     def _retry(self, batch: list[Pending], error: Classified) -> None:
         """Re-enqueue each arch of a failed batch to be scored alone, after a backoff; attempts carry over."""
-        log.warning("batch of %d failed (%s); retrying each arch alone", len(batch), error.line)
         pipe = self.r.pipeline(transaction=False)
+        if error.code == "requeued":  # it never ran: back to the stream as it was, the attempt not charged
+            for p in batch:
+                attempts = int(self.r.hget(self.names.attempts, p.msg.task_id) or 1)
+                pipe.xadd(self.names.tasks, p.msg.fields())
+                pipe.hset(self.names.attempts, p.msg.task_id, attempts - 1)
+                pipe.xack(self.names.tasks, GROUP, p.entry_id)
+            pipe.execute()
+            return
+        log.warning("batch of %d failed (%s); retrying each arch alone", len(batch), error.line)
         for p in batch:
             attempts = int(self.r.hget(self.names.attempts, p.msg.task_id) or 1)
             delay = 0.0 if not error.transient else min(self.s.retry_backoff_s * 2 ** (attempts - 1), 30.0)

@@ -177,8 +177,9 @@ class ActorPool:
             if error is None and slot.calls and now > slot.calls[0].deadline:
                 log.warning("actor %s exceeded its deadline; replacing it", slot.name)
                 error = Classified("timeout", "arch timeout exceeded, actor killed")
-            if error is not None:  # every call queued on this actor is lost with it
-                out.extend((c.payload, None, error) for c in slot.calls)
+            if error is not None:  # the running call is charged; calls queued behind it never ran
+                behind = Classified("requeued", f"queued on actor {slot.name}, which failed before running it")
+                out.extend((c.payload, None, error if i == 0 else behind) for i, c in enumerate(slot.calls))
                 self.replace(slot)
         return out
 

@@ -9,17 +9,32 @@ from zcscore.proxies.catalog import list_specs
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """No options."""
+    """``--space``: say, for each proxy, whether it runs on that space (and why not)."""
+    parser.add_argument("--space", default=None, help="show support on this space (nb201, nb101, mbv2, dag, ...)")
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print one line per proxy: name, version, input, gradients, passes, description."""
+    """Print one line per proxy: name, version, input, gradients, passes, description (and support on --space)."""
+    from zcscore.proxies.catalog import expand
+    from zcscore.spaces import get_space
+
+    try:
+        space = get_space(args.space) if args.space else None
+    except KeyError as exc:
+        sys.stderr.write(f"zcscore proxies: {str(exc).strip(chr(34) + chr(39))}\n")
+        return 2
     out = sys.stdout
-    out.write(f"{'proxy':<18}{'ver':<5}{'input':<10}{'grad':<6}{'passes':<20}description\n")
+    extra = f"{'on ' + space.name:<10}" if space else ""
+    out.write(f"{'proxy':<18}{'ver':<5}{'input':<11}{'grad':<6}{'passes':<20}{extra}description\n")
     for s in list_specs():
         passes = ",".join(sorted(p.value for p in s.passes))
         kind = "population" if s.population else s.input.value
-        out.write(
-            f"{s.name:<18}{s.version:<5}{kind:<10}{'yes' if s.needs_grad else 'no':<6}{passes:<20}{s.description}\n"
-        )
+        support = ""
+        if space is not None:
+            why = next((w for part in expand([s.name]) if (w := space.unsupported(part.name))), None)
+            support = f"{'yes' if why is None else 'no':<10}"
+        line = f"{s.name:<18}{s.version:<5}{kind:<11}{'yes' if s.needs_grad else 'no':<6}{passes:<20}{support}"
+        out.write(f"{line}{s.description}\n")
+        if space is not None and why is not None:
+            out.write(f"{'':<60}not on {space.name}: {why}\n")
     return 0

@@ -22,6 +22,7 @@ Choices beyond the official code (which only runs NB201 and crashes on non-finit
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,7 @@ import torch
 from torch import nn
 
 from zcscore.proxies.catalog import Pass
+from zcscore.proxies.features import feature_modules, hooked_features
 from zcscore.proxies.registry import pass_runner, proxy
 
 if TYPE_CHECKING:  # the engine imports the registry: no runtime import back
@@ -144,8 +146,11 @@ def block_score(sigma: float) -> float:
     return -sigma - 1.0 / (sigma + 1e-6) + 2.0
 
 
-def collect_features(net: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
-    """Cell features: ``extract_cell_features`` where defined, else the top-level children in sequence."""
+def collect_features(net: nn.Module, x: torch.Tensor, names: Sequence[str] | None = None) -> list[torch.Tensor]:
+    """Cell features: the outputs of the modules called ``names`` (hooks) when given; else
+    ``extract_cell_features`` where defined; else the top-level children applied in sequence."""
+    if names:
+        return hooked_features(net, x, feature_modules(net, names))
     extract = getattr(net, "extract_cell_features", None)
     if callable(extract):
         return list(extract(x))
@@ -195,15 +200,25 @@ def _finite_or_neg_inf(value: float) -> float:
     return -math.inf if math.isnan(value) else float(value)
 
 
-def az_scores(net: nn.Module, device: torch.device, channels_last: bool = False) -> dict[str, Any]:
-    """Re-init ``net`` (train mode), draw the input and return the three AZ-NAS sub-scores and their parts."""
+def az_scores(
+    net: nn.Module,
+    device: torch.device,
+    channels_last: bool = False,
+    input_shape: Sequence[int] = (3, RESOLUTION, RESOLUTION),
+    feature_names: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Re-init ``net`` (train mode), draw the input and return the three AZ-NAS sub-scores and their parts.
+
+    The Gaussian batch has the space's input shape (NB201/NB101: 3x32x32; MobileNetV2: 3xRxR, the papers'
+    ImageNet protocol).
+    """
     net.train()
     reinit_kaiming_fanin(net)
-    x = torch.randn(BATCH, 3, RESOLUTION, RESOLUTION).to(device)
+    x = torch.randn(BATCH, *input_shape).to(device)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     x.requires_grad_(True)  # features stay differentiable even for parameter-free modules
-    feats = collect_features(net, x)
+    feats = collect_features(net, x, feature_names)
     ent = _entropies(feats)
     steps = [b - a for a, b in pairwise(ent)]
     blocks = _trainability(feats, device, channels_last)
@@ -222,7 +237,8 @@ def az_scores(net: nn.Module, device: torch.device, channels_last: bool = False)
 @pass_runner(Pass.AZ)
 def az_pass(ctx: ArchContext) -> dict[str, Any]:
     """The shared AZ-NAS pass on a freshly restored context (the engine restores the network afterwards)."""
-    return az_scores(ctx.net, ctx.device, ctx.channels_last)
+    shape = ctx.space.input_shape_for(ctx.arch) if ctx.space is not None else (3, RESOLUTION, RESOLUTION)
+    return az_scores(ctx.net, ctx.device, ctx.channels_last, shape, ctx.config.feature_modules)
 
 
 @proxy("az_expressivity")

@@ -83,7 +83,10 @@ class PassInfo:
 
 
 PASSES: dict[Pass, PassInfo] = {
-    Pass.AZ: PassInfo("gaussian N(0,1) 64x3x32x32, kaiming_normal fan_in re-init, train-mode BN"),
+    Pass.AZ: PassInfo(
+        "gaussian N(0,1) 64x3x32x32 (64 x the space's input on MobileNetV2/DAG/timm), kaiming_normal fan_in "
+        "re-init, train-mode BN"
+    ),
     Pass.REAL_GRADS: PassInfo(
         "real CIFAR-10 batches of 64 (rows 64j..64j+63), default init, train-mode BN, CE", needs_data=True
     ),

@@ -66,7 +66,7 @@ def static_pass(ctx: ArchContext) -> dict[str, float]:
     if ctx.space is not None:  # a closed form where the space has one (NB201: identical to the hook count, tested)
         flops = ctx.space.flops_m(ctx.arch, ctx.config.num_classes)
     if flops is None:
-        shape = ctx.space.input_shape if ctx.space is not None else (3, 32, 32)
+        shape = ctx.space.input_shape_for(ctx.arch) if ctx.space is not None else (3, 32, 32)
         flops = count_flops(ctx.net, (1, *shape))
     return {"params": count_params(ctx.net), "flops": flops}
 

@@ -44,6 +44,7 @@ import torch
 from torch import nn
 
 from zcscore.proxies.catalog import Pass
+from zcscore.proxies.features import feature_modules
 from zcscore.proxies.registry import pass_runner, proxy
 
 if TYPE_CHECKING:  # the engine imports the registry: no runtime import back
@@ -234,8 +235,10 @@ def intrain_pass(ctx: ArchContext) -> InTrainStats:
     """Gaussian 64x3x64x64, random labels, default init, train-mode BN: PR per conv/linear output and h per tensor."""
     net = ctx.net
     x = gaussian_input(ctx)
+    names = ctx.config.layer_modules
+    layers = feature_modules(net, names) if names else conv_linear_layers(net)
     try:
-        return run_intrain(net, x, {"conv": conv_linear_layers(net)})["conv"]
+        return run_intrain(net, x, {"conv": layers})["conv"]
     finally:
         ctx.restore()  # undo the train-mode BN running-stat update: the caller's module is left as it was
 

@@ -32,9 +32,14 @@ def register_space(space: Space, replace: bool = False) -> Space:
 
 def _builtins() -> None:
     if "nb201" not in _SPACES:
+        from zcscore.spaces.dag import DagSpace
+        from zcscore.spaces.mbv2 import MBV2Space
+        from zcscore.spaces.nb101 import NB101Space
         from zcscore.spaces.nb201 import NB201Space
+        from zcscore.spaces.timm_space import TimmSpace
 
-        register_space(NB201Space())
+        for space in (NB201Space(), NB101Space(), MBV2Space(), DagSpace(), TimmSpace()):
+            register_space(space)
 
 
 def load_plugins(modules: list[str] | None = None) -> None:

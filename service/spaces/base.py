@@ -60,6 +60,10 @@ class Space(ABC):
     def build(self, arch: Any, num_classes: int = 10) -> nn.Module:
         """A freshly initialised network for ``arch`` with ``num_classes`` outputs (imports torch)."""
 
+    def input_shape_for(self, arch: Any) -> tuple[int, ...]:
+        """The (C, H, W) input of ``arch`` (the space's fixed input unless the arch chooses its own)."""
+        return self.input_shape
+
     def flops_m(self, arch: Any, num_classes: int = 10) -> float | None:
         """FLOPs (M) of one input in closed form, or None to count them from the built network."""
         return None

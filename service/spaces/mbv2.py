@@ -51,6 +51,7 @@ KERNELS: tuple[int, ...] = (3, 5, 7)
 STRIDES: tuple[int, ...] = (1, 2)
 # Validation limits of parsed archs (the search range below is much narrower).
 MIN_RESOLUTION, MAX_RESOLUTION = 16, 1024
+REAL_DATA_PROXIES = frozenset({"zico", "xi_gsnr", "epsinas"})
 MAX_EXPANSION = 16
 MAX_DEPTH = 16
 MAX_STAGES = 12
@@ -382,6 +383,15 @@ class MBV2Space(Space):
         self.resolution = _check_int(resolution, "resolution", MIN_RESOLUTION, MAX_RESOLUTION)
         self.num_classes = num_classes
         self.search_se = search_se
+
+    def unsupported(self, proxy: str) -> str | None:
+        """The real-data proxies: their protocol reads CIFAR-10 batches, this space is searched on ImageNet."""
+        if proxy in REAL_DATA_PROXIES:
+            return (
+                "it reads real CIFAR-10 images at 32x32, and this space is searched on ImageNet at its own resolution "
+                "(no ImageNet batches are shipped); use az_nas, intrain, params or flops"
+            )
+        return None
 
     def with_budget(self, flops_max_m: float | None) -> MBV2Space:
         """The same space with a different MACs budget (millions; None for no budget)."""

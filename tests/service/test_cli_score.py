@@ -47,3 +47,24 @@ def test_score_formatting():
     assert format_score(float("-inf")) == "-inf"
     assert format_score(float("inf")) == "inf"
     assert float(format_score(0.1 + 0.2)) == 0.1 + 0.2
+
+
+def test_score_other_spaces_at_their_input_protocol(tmp_path):
+    """NB101 and MobileNetV2 through the CLI: AZ-NAS draws its Gaussian batch at the space's input (3x64x64 here)."""
+    out = tmp_path / "mbv2.csv"
+    arch = "r64-s16-[e1k3s1d1w16][e4k5s2d2w24][e6k3s2d1w32se]-l128"
+    proc = zcscore(
+        "score", "--space", "mbv2", "--proxies", "az_nas,intrain,params,flops", "--arch", arch, "--out", str(out)
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["proxy"]: r for r in csv.DictReader(out.open())}
+    assert all(r["error"] == "" for r in rows.values()) and float(rows["intrain"]["score"]) > 0
+    from zcscore.spaces import get_space
+
+    space = get_space("mbv2")
+    assert float(rows["flops"]["score"]) == space.flops_m(space.parse(arch), num_classes=10)
+    refused = zcscore("score", "--space", "mbv2", "--proxies", "zico", "--arch", arch, "--out", "-")
+    assert refused.returncode == 2 and "zico is not defined for space mbv2" in refused.stderr
+    nb101 = '{"matrix": [[0,1,0],[0,0,1],[0,0,0]], "ops": ["input","conv3x3-bn-relu","output"]}'
+    proc = zcscore("score", "--space", "nb101", "--proxies", "params,az_nas", "--arch", nb101, "--out", "-")
+    assert proc.returncode == 0 and proc.stdout.count("\n") == 3, proc.stderr

@@ -86,7 +86,12 @@ def test_one_proxy_failing_for_one_arch_leaves_the_rest_scored_and_is_attempted_
 
 
 def test_kill_the_serve_process_group_mid_job_then_restart(tmp_path: Path) -> None:
-    env = {"ZCSCORE_HOME": str(tmp_path / "home"), "ZCSCORE_PLUGINS": TOY, "ZCSCORE_RECONCILE_INTERVAL_S": "1"}
+    env = {
+        "ZCSCORE_HOME": str(tmp_path / "home"),
+        "ZCSCORE_PLUGINS": TOY,
+        "ZCSCORE_RECONCILE_INTERVAL_S": "1",
+        "ZCSCORE_CLAIM_IDLE_S": "3",  # the dead serve's pending entries are reclaimed after 3 s
+    }
     archs = [chain(i, prefix="wait150") for i in range(60)]
     before = redis_servers()
     proc, client = serve(tmp_path, env, "first")

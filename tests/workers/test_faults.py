@@ -23,7 +23,7 @@ from subprocess import Popen
 import httpx
 import pytest
 import redis
-from kit import all_scores, free_port, pg_database, start, stop, wait_http, wait_job, zcscore
+from kit import all_scores, free_port, pg_database, start, stop, stop_all, wait_http, wait_job, zcscore
 from zcs_toy_space import ToySpace, chain
 
 SPACE = ToySpace()
@@ -126,9 +126,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         c.start_dispatcher("dB")
         yield c
     finally:
-        for name in ("dA", "dB", "dC", "api", "ray", "redis"):
-            if name in c.procs:
-                stop(c.procs[name])
+        stop_all([c.procs[n] for n in ("dA", "dB", "dC", "api") if n in c.procs])
+        stop_all([c.procs[n] for n in ("ray", "redis") if n in c.procs])
         c.client.close()
         drop_db()
         current = Path("/tmp/ray/ray_current_cluster")  # `ray start` may point plain ray.init() at our head

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from kit import all_scores, free_port, start, stop, wait_http, wait_job, zcscore
+from kit import all_scores, free_port, start, stop_all, wait_http, wait_job, zcscore
 
 from zcscore.spaces.nb201 import EXAMPLE_ARCH
 
@@ -63,8 +63,7 @@ def test_service_equals_cli_and_is_stable_across_hash_seeds(tmp_path: Path) -> N
                 got[seed] = all_scores(client, job.json()["id"])
         assert procs["cli"].wait(300) == 0, (tmp_path / "cli.log").read_text()[-2000:]
     finally:
-        for proc in procs.values():
-            stop(proc)
+        stop_all(list(procs.values()))
     rows = {(r["arch"], r["proxy"]): r for r in csv.DictReader(out.open())}
     assert len(got["1"]) == len(rows) == len(ARCHS) * len(PROXIES)
     for item in got["1"]:

@@ -5,6 +5,7 @@ workers/ or storage/."""
 from __future__ import annotations
 
 import csv
+import json
 import math
 import subprocess
 import sys
@@ -84,8 +85,18 @@ def test_cli_and_service_score_the_toy_space(tmp_path: Path) -> None:
             items = all_scores(client, job.json()["id"])
             look = client.get("/v1/scores", params={"space": "toy", "proxy": "params", "arch": "c3-s-c1-p"}).json()
             assert [x["arch"] for x in look["items"]] == ["c3-c1-p"]
+            builtin = score_builtin_spaces(client)
     finally:
         stop(proc)
+    from zcscore.spaces import get_space
+    from zcscore.spaces.nb101 import nb101_params
+
+    assert all(isinstance(i["score"], float) for rows in builtin.values() for i in rows), builtin
+    dag, nb101, mbv2 = (get_space(n) for n in ("dag", "nb101", "mbv2"))
+    dag_params = sum(p.numel() for p in dag.build(dag.parse(DAG)).parameters()) / 1e6
+    assert builtin["dag"][0]["score"] == pytest.approx(dag_params)
+    assert builtin["nb101"][0]["score"] == pytest.approx(nb101_params(nb101.canonical(nb101.parse(NB101))) / 1e6)
+    assert builtin["mbv2"][1]["score"] == pytest.approx(mbv2.flops_m(mbv2.parse(MBV2), num_classes=10))
     assert [(i["arch"], i["proxy"]) for i in items] == list(expected)
     for i in items:
         want = expected[(i["arch"], i["proxy"])]
@@ -93,6 +104,42 @@ def test_cli_and_service_score_the_toy_space(tmp_path: Path) -> None:
             assert i["score"] == pytest.approx(want, rel=1e-6), (i["arch"], i["proxy"])
         else:
             assert i["score"] in (None, "inf", "-inf")
+
+
+DAG = json.dumps(
+    {
+        "input": [3, 32, 32],
+        "nodes": [
+            {"id": "c", "op": "conv", "in": ["input"], "out": 8, "k": 3},
+            {"id": "b", "op": "bn", "in": ["c"]},
+            {"id": "r", "op": "relu", "in": ["b"]},
+            {"id": "c2", "op": "conv", "in": ["r"], "out": 8, "k": 3},
+            {"id": "s", "op": "add", "in": ["c2", "r"]},
+            {"id": "g", "op": "gap", "in": ["s"]},
+            {"id": "fc", "op": "linear", "in": ["g"], "out": 10},
+        ],
+    }
+)
+NB101 = '{"matrix": [[0,1,1,0,0,0,0],[0,0,0,1,0,0,0],[0,0,0,0,0,0,1],[0,0,0,0,0,0,1],[0,0,0,0,0,0,0],[0,0,0,0,0,0,0],[0,0,0,0,0,0,0]], "ops": ["input","conv3x3-bn-relu","maxpool3x3","conv1x1-bn-relu","maxpool3x3","maxpool3x3","output"]}'
+MBV2 = "r32-s16-[e1k3s1d1w16][e4k5s2d1w24]-l64"
+
+
+def score_builtin_spaces(client: httpx.Client) -> dict[str, list[dict]]:
+    """A JSON DAG, an NB101 cell and a small MobileNetV2 net through the running service; refusals at the door."""
+    refused = client.post("/v1/jobs", json={"space": "mbv2", "archs": [MBV2], "proxies": ["params", "zico"]})
+    assert refused.status_code == 422 and refused.json()["detail"][0]["loc"] == ["body", "proxies", 1]
+    assert "not defined for space mbv2" in refused.text
+    out = {}
+    for space, arch, proxies in (
+        ("dag", DAG, ["params", "flops", "az_nas", "intrain", "zico"]),
+        ("nb101", NB101, ["params", "flops"]),
+        ("mbv2", MBV2, ["params", "flops", "intrain"]),
+    ):
+        job = client.post("/v1/jobs", json={"space": space, "archs": [arch], "proxies": proxies})
+        assert job.status_code == 202, job.text
+        assert wait_job(client, job.json()["id"])["status"] == "done", space
+        out[space] = all_scores(client, job.json()["id"])
+    return out
 
 
 def test_unknown_space_names_the_known_ones() -> None:

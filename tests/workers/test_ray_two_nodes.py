@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from kit import REDIS_URL, free_port, start, stop, stored_once, wait_done, wait_http, wait_job, zcscore
+from kit import REDIS_URL, free_port, start, stop, stop_all, stored_once, wait_done, wait_http, wait_job, zcscore
 from zcs_toy_space import ToySpace, chain
 
 SPACE = ToySpace()
@@ -82,9 +82,8 @@ def test_two_node_cluster_survives_losing_a_node(tmp_path: Path) -> None:
                 client, "toy", archs, ["params", "flops"], lambda a: SPACE.encode(SPACE.canonical(SPACE.parse(a)))
             )
     finally:
-        for name in ("dispatcher", "api", "node2", "head"):
-            if name in procs:
-                stop(procs[name])
+        stop_all([procs[n] for n in ("dispatcher", "api") if n in procs])
+        stop_all([procs[n] for n in ("node2", "head") if n in procs])
         shutil.rmtree(head, ignore_errors=True)
         keys = list(redis.Redis.from_url(REDIS_URL).scan_iter(match=f"{prefix}:*"))
         if keys:
