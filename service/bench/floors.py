@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zcscore.proxies.catalog import Pass, get_spec
+from zcscore.proxies.catalog import Pass, expand
 from zcscore.spaces.nb201 import NB201Arch
 from zcscore.spaces.nb201_net import build_nb201
 
@@ -42,11 +42,9 @@ def _fwd_bwd(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
 def _passes(proxies: Sequence[str]) -> dict[Pass, int]:
     """The passes of ``proxies`` (population proxies: their components') with their batch counts."""
     kinds: dict[Pass, int] = {}
-    for proxy in proxies:
-        spec = get_spec(proxy)
-        for s in [get_spec(c) for c in spec.components] if spec.population else [spec]:
-            for kind in s.passes:
-                kinds[kind] = max(kinds.get(kind, 0), s.pass_args.get("batches", 1))
+    for s in expand(proxies):
+        for kind in s.passes:
+            kinds[kind] = max(kinds.get(kind, 0), s.pass_args.get("batches", 1))
     return kinds
 
 

@@ -20,14 +20,9 @@ Sink = Callable[[list[Any]], None]
 
 def direct_names(proxies: Sequence[str]) -> list[str]:
     """The proxies the engine computes per arch: population proxies replaced by their components."""
-    from zcscore.proxies.catalog import get_spec
+    from zcscore.proxies.catalog import expand
 
-    out: dict[str, None] = {}
-    for name in proxies:
-        spec = get_spec(name)
-        for part in spec.components if spec.population else (spec.name,):
-            out.setdefault(part, None)
-    return list(out)
+    return [spec.name for spec in expand(proxies)]
 
 
 def group_by_class(archs: Sequence[str]) -> dict[str, list[str]]:
