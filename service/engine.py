@@ -78,9 +78,7 @@ class ScoreConfig:
 
 def has_strided_pointwise_conv(net: nn.Module) -> bool:
     """Whether ``net`` has a 1x1 ``Conv2d`` with stride > 1 (e.g. a ResNet downsample shortcut)."""
-    return any(
-        isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1) and max(m.stride) > 1 for m in net.modules()
-    )
+    return any(isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1) and max(m.stride) > 1 for m in net.modules())
 
 
 def seed_everything(seed: int) -> None:
@@ -320,9 +318,7 @@ class Engine:
             shared = sum(pass_seconds[k] / users[k] for k in spec.passes if k in pass_seconds)
             seconds = own + shared + build_s / len(self.direct)
             prov = {**self._provenance(spec, name), "channels_last": ctx.channels_last}  # the layout used
-            records.append(
-                ScoreRecord(name, spec.name, score, seconds, components, prov, error, detail)
-            )
+            records.append(ScoreRecord(name, spec.name, score, seconds, components, prov, error, detail))
         return records
 
     def _provenance(self, spec: ProxySpec, canonical: str) -> dict[str, Any]:
