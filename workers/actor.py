@@ -35,10 +35,6 @@ class ScoringActor:
         self.device = device
         self._engines: dict[str, Any] = {}
 
-    def pid(self) -> int:
-        """The actor's process id."""
-        return os.getpid()
-
     def where(self) -> tuple[int, str]:
         """The actor's process id and Ray node id."""
         import ray
