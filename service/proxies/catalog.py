@@ -42,7 +42,7 @@ class ProxySpec:
 
     ``pass_args`` parameterise the shared pass (e.g. how many real batches); ``sentinel`` documents what a
     degenerate network scores; ``population`` proxies are rank aggregates over a set of archs and are
-    computed by :mod:`zcscore.aggregate` from their ``components``.
+    computed by :mod:`zcscore.aggregate` from their ``components`` with their ``aggregation``.
     """
 
     name: str
@@ -55,6 +55,9 @@ class ProxySpec:
     higher_is_better: bool = True
     population: bool = False
     components: tuple[str, ...] = ()
+    # how a population proxy combines its components over the set (a name in zcscore.aggregate.AGGREGATIONS):
+    # "log_rank" (AZ-NAS: sum_k log(rank_k/m)), "rank_sum" (TE-NAS), "vkdnw" / "vkdnw_agg" (VKDNW)
+    aggregation: str = "log_rank"
     pass_args: dict[str, int] = field(default_factory=dict, hash=False, compare=False)
 
     @property

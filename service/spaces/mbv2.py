@@ -51,7 +51,6 @@ KERNELS: tuple[int, ...] = (3, 5, 7)
 STRIDES: tuple[int, ...] = (1, 2)
 # Validation limits of parsed archs (the search range below is much narrower).
 MIN_RESOLUTION, MAX_RESOLUTION = 16, 1024
-REAL_DATA_PROXIES = frozenset({"zico", "xi_gsnr", "epsinas"})
 MAX_EXPANSION = 16
 MAX_DEPTH = 16
 MAX_STAGES = 12
@@ -386,7 +385,9 @@ class MBV2Space(Space):
 
     def unsupported(self, proxy: str) -> str | None:
         """The real-data proxies: their protocol reads CIFAR-10 batches, this space is searched on ImageNet."""
-        if proxy in REAL_DATA_PROXIES:
+        from zcscore.proxies.catalog import get_spec
+
+        if get_spec(proxy).needs_data:
             return (
                 "it reads real CIFAR-10 images at 32x32, and this space is searched on ImageNet at its own resolution "
                 "(no ImageNet batches are shipped); use az_nas, intrain, params or flops"
