@@ -88,6 +88,16 @@ class StoredScores(BaseModel):
     items: list[StoredScore]
 
 
+class PopulationScores(BaseModel):
+    """A population proxy (``az_nas``, ``ensemble:a+b``) aggregated over every stored arch of a space, best first."""
+
+    proxy: str
+    space: str
+    seed: int
+    population_size: int = Field(description="stored archs that have every component (the m of log(rank/m))")
+    items: list[ScoreItem]
+
+
 class ProxyInfo(BaseModel):
     """A proxy of the catalogue."""
 

@@ -10,13 +10,15 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
+from zcscore.aggregate import population_records
 from zcscore.api.deps import ServicesDep
 from zcscore.api.errors import field_error
-from zcscore.api.schemas import StoredScore, StoredScores
+from zcscore.api.schemas import PopulationScores, ScoreItem, StoredScore, StoredScores
 from zcscore.commands.score import format_score
 from zcscore.proxies.catalog import ProxySpec, get_spec
+from zcscore.records import ScoreRecord
 from zcscore.spaces import Space, SpaceError, get_space
-from zcscore.storage.keys import decode_score, json_score
+from zcscore.storage.keys import decode_score, json_components, json_score
 from zcscore.storage.models import Score
 
 router = APIRouter(prefix="/v1", tags=["scores"])
@@ -86,6 +88,52 @@ def top(
     spec = stored_proxy(proxy)
     rows = services.store.top(space, proxy, k, seed, descending=spec.higher_is_better)
     return StoredScores(items=[stored(s) for s in rows])
+
+
+@router.get("/population")
+def population(
+    services: ServicesDep,
+    proxy: Annotated[str, Query(max_length=512, examples=["ensemble:az_nas+synflow"])],
+    space: Annotated[str, Query(max_length=64)] = "nb201",
+    seed: Annotated[int, Query(ge=0, le=2**31 - 1)] = 1,
+    k: Annotated[int | None, Query(ge=1, le=100_000)] = None,
+) -> PopulationScores:
+    """A population proxy over every stored arch of ``space`` that has all its components under ``seed``.
+
+    Each (arch, component) takes its first stored score (lowest id) when several configs hold one; archs whose
+    components failed are left out. Items are ordered best first; ``k`` keeps the best ``k``.
+    """
+    known_space(space)
+    try:
+        spec = get_spec(proxy)
+    except KeyError as exc:
+        raise field_error(["query", "proxy"], str(exc).strip("\"'")) from None
+    if not spec.population:
+        raise field_error(["query", "proxy"], f"{proxy!r} is not a population proxy: use /v1/top or /v1/export")
+    table: dict[tuple[str, str], ScoreRecord] = {}
+    arch_of: dict[str, str] = {}
+    for sc in services.store.component_scores(space, spec.components, seed):
+        arch_of.setdefault(sc.arch_hash, sc.arch)
+        key = (sc.arch_hash, sc.proxy)
+        if key not in table:
+            table[key] = ScoreRecord(sc.arch_hash, sc.proxy, decode_score(sc.value, sc.kind), sc.seconds or 0.0)
+    archs = [h for h in arch_of if all((h, c) in table for c in spec.components)]
+    prov = {"proxy_version": spec.version, "input_protocol": spec.input_protocol, "seed": seed}
+    records = population_records(spec, archs, table, prov) if archs else []
+    records.sort(key=lambda r: -r.score if spec.higher_is_better else r.score)
+    items = [
+        ScoreItem(
+            arch=arch_of[r.arch],
+            proxy=spec.name,
+            status="done",
+            score=json_score(r.score),
+            components=json_components(r.components),
+            provenance={**r.provenance, "arch_hash": r.arch},
+            seconds=r.seconds,
+        )
+        for r in records[:k]
+    ]
+    return PopulationScores(proxy=spec.name, space=space, seed=seed, population_size=len(archs), items=items)
 
 
 @router.get(

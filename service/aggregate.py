@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -13,21 +13,83 @@ from zcscore.proxies.catalog import ProxySpec
 from zcscore.records import ScoreRecord
 
 
+def _column(values: Sequence[float], higher_is_better: bool = True) -> np.ndarray:
+    """A score column ready for ascending ranking: NaN as -inf (ranked lowest), lower-is-better negated."""
+    col = np.asarray(values, dtype=np.float64)
+    col = col if higher_is_better else -col
+    return np.where(np.isnan(col), -np.inf, col)
+
+
 def log_rank_sum(columns: Sequence[Sequence[float]]) -> np.ndarray:
     """AZ-NAS non-linear aggregation: ``sum_k log(rankdata(column_k) / m)``.
 
     Ranks are ascending with average ties (``scipy.stats.rankdata``); NaN is treated as -inf (the
     official code maps NaN sub-scores to -inf), so degenerate archs rank lowest. Higher is better.
     """
-    total: np.ndarray | None = None
-    for col in columns:
-        values = np.asarray(col, dtype=np.float64)
-        values = np.where(np.isnan(values), -np.inf, values)
-        term = np.log(rankdata(values) / len(values))
-        total = term if total is None else total + term
-    if total is None:
+    if not columns:
         raise ValueError("no columns to aggregate")
+    return np.sum([np.log(rankdata(_column(c)) / len(c)) for c in columns], axis=0)
+
+
+def rank_sum(columns: Sequence[Sequence[float]]) -> np.ndarray:
+    """TE-NAS aggregation (AZ-NAS ``tss_general.ipynb``): ``sum_k rankdata(column_k)``, NaN ranked lowest."""
+    if not columns:
+        raise ValueError("no columns to aggregate")
+    return np.sum([rankdata(_column(c)) for c in columns], axis=0)
+
+
+def vkdnw_single(columns: Sequence[Sequence[float]]) -> np.ndarray:
+    """VKDNW_single: ``log`` of the dense rank of the tuple ``(vkdnw_dim, vkdnw_entropy)``, ascending.
+
+    Lexicographic: the number of parameter tensors first, the entropy only breaks ties (``tss_utils.get_scores``).
+    """
+    dim, entropy = _column(columns[0]), _column(columns[1])
+    pairs = sorted(set(zip(dim.tolist(), entropy.tolist())))
+    dense = {pair: i + 1 for i, pair in enumerate(pairs)}
+    return np.log(np.array([dense[p] for p in zip(dim.tolist(), entropy.tolist())], dtype=np.float64))
+
+
+def vkdnw_aggregated(columns: Sequence[Sequence[float]]) -> np.ndarray:
+    """VKDNW_agg (``vkdnw_comb_rank``): VKDNW_single plus ``log`` of the average rank (not divided by m) of the rest."""
+    total = vkdnw_single(columns[:2])
+    for col in columns[2:]:
+        total = total + np.log(rankdata(_column(col)))
     return total
+
+
+AGGREGATIONS: dict[str, Callable[[Sequence[Sequence[float]]], np.ndarray]] = {
+    "log_rank": log_rank_sum,
+    "rank_sum": rank_sum,
+    "vkdnw": vkdnw_single,
+    "vkdnw_agg": vkdnw_aggregated,
+}
+
+
+def aggregate(spec: ProxySpec, columns: Mapping[str, Sequence[float]]) -> np.ndarray:
+    """Population scores of ``spec`` from its per-arch component ``columns`` (``{component: scores}``)."""
+    if spec.aggregation == "ensemble":
+        return _ensemble(spec, columns)
+    try:
+        fn = AGGREGATIONS[spec.aggregation]
+    except KeyError:
+        raise ValueError(f"{spec.name}: unknown aggregation {spec.aggregation!r}") from None
+    return fn([columns[c] for c in spec.components])
+
+
+def _ensemble(spec: ProxySpec, columns: Mapping[str, Sequence[float]]) -> np.ndarray:
+    """``sum_k log(rank_k/m)`` over the ensemble's terms (see :mod:`zcscore.proxies.ensembles`)."""
+    from zcscore.proxies.catalog import get_spec
+    from zcscore.proxies.ensembles import members_of
+
+    terms: list[np.ndarray] = []
+    for member in map(get_spec, members_of(spec.name)):
+        if not member.population:
+            terms.append(_column(columns[member.name], member.higher_is_better))
+        elif member.aggregation == "log_rank":  # its components are terms of the same sum
+            terms.extend(_column(columns[c], get_spec(c).higher_is_better) for c in member.components)
+        else:
+            terms.append(_column(aggregate(member, columns)))
+    return np.sum([np.log(rankdata(t) / len(t)) for t in terms], axis=0)
 
 
 def population_records(
@@ -35,8 +97,7 @@ def population_records(
 ) -> list[ScoreRecord]:
     """Records of population proxy ``spec`` over the distinct ``archs``, from their component records."""
     distinct = list(dict.fromkeys(archs))
-    columns = [[table[(a, c)].score for a in distinct] for c in spec.components]
-    agg = log_rank_sum(columns)
+    agg = aggregate(spec, {c: [table[(a, c)].score for a in distinct] for c in spec.components})
     out = []
     for i, arch in enumerate(distinct):
         parts = [table[(arch, c)] for c in spec.components]

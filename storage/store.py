@@ -314,6 +314,12 @@ class SqlStore:
         with self.session() as s:
             return list(s.scalars(q.order_by(*order, Score.id).limit(k)))
 
+    def component_scores(self, space: str, proxies: Sequence[str], seed: int) -> list[Score]:
+        """Stored scores of ``proxies`` under ``seed`` (every config), in (arch hash, proxy, id) order."""
+        q = select(Score).where(Score.space == space, Score.proxy.in_(list(proxies)), Score.seed == seed)
+        with self.session() as s:
+            return list(s.scalars(q.order_by(Score.arch_hash, Score.proxy, Score.id)))
+
     def export(self, space: str, proxy: str | None = None) -> list[Score]:
         """Every stored score of a space (optionally one proxy)."""
         q = select(Score).where(Score.space == space)

@@ -21,6 +21,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``zcscore score``."""
     parser.add_argument("--space", default="nb201", help="search space (nb201, or one registered by a plugin)")
     parser.add_argument("--proxies", required=True, help="comma-separated proxy names (see `zcscore proxies`)")
+    parser.add_argument(
+        "--ensemble",
+        action="append",
+        default=[],
+        metavar="A,B[,C]",
+        help="also score the rank-aggregation ensemble of these proxies, as rows named ensemble:A+B+C (repeatable)",
+    )
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--arch", nargs="+", help="one or more arch strings")
     src.add_argument("--archs-file", type=Path, help="file with one arch string (or NB201 index) per line")
@@ -81,6 +88,16 @@ def read_archs(path: Path, data_dir: Path | None = None, space: str = "nb201") -
     return archs
 
 
+def proxy_names(proxies: str, ensembles: Iterable[str] = ()) -> list[str]:
+    """``--proxies a,b`` plus one ``ensemble:x+y`` name per ``--ensemble x,y``."""
+    from zcscore.proxies.ensembles import ensemble_name
+
+    names = [p.strip() for p in proxies.split(",") if p.strip()]
+    for members in ensembles:
+        names.append(ensemble_name([m.strip() for m in members.split(",") if m.strip()]))
+    return list(dict.fromkeys(names))
+
+
 def run(args: argparse.Namespace) -> int:
     """Score and write the CSV."""
     from zcscore.data_source import DataUnavailable
@@ -96,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
         for a in archs:
             space.parse(a)
         engine = Engine(
-            [p.strip() for p in args.proxies.split(",") if p.strip()],
+            proxy_names(args.proxies, args.ensemble),
             ScoreConfig(seed=args.seed, device=args.device, threads=args.threads),
         )
         for spec in engine.direct:  # input errors at the door, before anything is scored

@@ -185,3 +185,32 @@ def test_catalogue_health_metrics_docs(api) -> None:
     assert api.client.get("/docs").status_code == 200
     schema = api.client.get("/openapi.json").json()
     assert "JobRequest" in json.dumps(schema)
+
+
+def test_ensemble_over_a_job_and_over_every_stored_arch(api) -> None:
+    from zcscore.aggregate import log_rank_sum
+
+    archs = [random_arch(4000 + i) for i in range(5)]
+    comps = ("az_expressivity", "az_progressivity", "az_trainability", "az_complexity", "params")
+    table = {c: [float((i + 2) * (k + 3) % 7) for i in range(5)] for k, c in enumerate(comps)}
+    table["params"][3] = math.nan  # ranked lowest, as a degenerate net
+    for c in comps:
+        _store_scores(api, archs, c, table[c], seed=7)
+    name = "ensemble:az_nas+params"
+    resp = api.client.post("/v1/jobs", json={**OK, "archs": archs, "proxies": [name], "config": {"seed": 7}})
+    assert resp.json()["status"] == "done"
+    items = api.client.get(f"/v1/jobs/{resp.json()['id']}/scores").json()["items"]
+    expected = log_rank_sum([table[c] for c in comps])  # as AZ-NAS Table 5's "X + sC+sE+sT+sP"
+    assert [i["proxy"] for i in items] == [name] * 5
+    assert [i["score"] for i in items] == pytest.approx(list(expected))
+    pop = api.client.get("/v1/population", params={"proxy": name, "seed": 7}).json()
+    assert pop["population_size"] == 5  # every stored arch of the space with all five components
+    assert [i["score"] for i in pop["items"]] == pytest.approx(sorted(expected, reverse=True))
+    assert pop["items"][0]["arch"] == NB201Arch.parse(archs[int(expected.argmax())]).canonical().to_str()
+    top2 = api.client.get("/v1/population", params={"proxy": name, "seed": 7, "k": 2}).json()["items"]
+    assert len(top2) == 2
+    for params, field in (({"proxy": "zico"}, "proxy"), ({"proxy": "ensemble:zico"}, "proxy")):
+        bad = api.client.get("/v1/population", params=params)
+        assert bad.status_code == 422 and field in json.dumps(bad.json())
+    bad_job = api.client.post("/v1/jobs", json={**OK, "proxies": ["ensemble:zico+nope"]})
+    assert bad_job.status_code == 422 and "nope" in bad_job.text
