@@ -211,7 +211,11 @@ _BY_NAME = {spec.name: spec for spec in CATALOG}
 
 
 def get_spec(name: str) -> ProxySpec:
-    """The spec of proxy ``name``; raises ``KeyError`` naming the known proxies."""
+    """The spec of proxy ``name`` (or of an ``ensemble:a+b`` of them); raises ``KeyError`` naming the known proxies."""
+    from zcscore.proxies.ensembles import ensemble_spec, is_ensemble
+
+    if is_ensemble(name):
+        return ensemble_spec(name, get_spec)
     try:
         return _BY_NAME[name]
     except KeyError:
