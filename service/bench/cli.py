@@ -22,12 +22,14 @@ EXIT_INCOMPLETE = 3
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``zcscore bench``."""
-    parser.add_argument("--space", default="nb201", choices=["nb201"], help="search space")
+    parser.add_argument(
+        "--space", default="nb201", choices=["nb201", "nb101"], help="search space (nb101: the 500-arch sample)"
+    )
     parser.add_argument("--proxies", help="comma-separated proxy names (see `zcscore proxies`)")
-    parser.add_argument("--sample", type=int, help="score N archs drawn at random from NB201")
+    parser.add_argument("--sample", type=int, help="score N archs drawn at random from the space's table")
     parser.add_argument("--seed", type=int, default=0, help="seed of --sample (default 0)")
     parser.add_argument("--archs-file", type=Path, help="file with one arch string (or NB201 index) per line")
-    parser.add_argument("--all", action="store_true", help="score all 15,625 NB201 archs")
+    parser.add_argument("--all", action="store_true", help="score every arch of the table (NB201: all 15,625)")
     parser.add_argument("--score-seed", type=int, default=1, help="scoring seed (default 1, as the papers)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per worker (default 1, as the service)")
@@ -67,16 +69,17 @@ def _fail(msg: str) -> int:
 def _select_archs(args: argparse.Namespace) -> list[str]:
     from zcscore.bench.truth import all_archs, sample_archs
     from zcscore.commands.score import read_archs
-    from zcscore.spaces.nb201 import NB201Arch
+    from zcscore.spaces import get_space
 
     if args.sample is not None:
-        archs = sample_archs(args.sample, args.seed)
+        archs = sample_archs(args.sample, args.seed, space=args.space)
     elif args.archs_file is not None:
-        archs = read_archs(args.archs_file)
+        archs = read_archs(args.archs_file, space=args.space)
     else:
-        archs = all_archs()
+        archs = all_archs(space=args.space)
+    space = get_space(args.space)
     for a in archs:
-        NB201Arch.parse(a)
+        space.parse(a)
     return archs
 
 
@@ -89,8 +92,9 @@ def _command(args: argparse.Namespace) -> str:
         else "--all"
     )
     extra = "".join(f" --{k} {getattr(args, k)}" for k in ("threads",) if getattr(args, k))
+    space = "" if args.space == "nb201" else f"--space {args.space} "
     return (
-        f"zcscore bench --proxies {args.proxies} {src} --score-seed {args.score_seed} "
+        f"zcscore bench {space}--proxies {args.proxies} {src} --score-seed {args.score_seed} "
         f"--device {args.device}{extra} --workers {args.workers} --out {args.out}"
     )
 
@@ -104,17 +108,18 @@ def run(args: argparse.Namespace) -> int:
     if sum([args.sample is not None, args.archs_file is not None, bool(args.all)]) != 1:
         return _fail("give exactly one of --sample N, --archs-file F, --all")
     from zcscore.proxies.catalog import get_spec
-    from zcscore.spaces.nb201 import ArchError
 
     proxies = [p.strip() for p in args.proxies.split(",") if p.strip()]
     try:
         for p in proxies:
             get_spec(p)
         archs = _select_archs(args)
-    except (ArchError, KeyError, ValueError, OSError) as exc:
+    except (KeyError, ValueError, OSError) as exc:  # SpaceError is a ValueError
         return _fail(str(exc))
     args.out.mkdir(parents=True, exist_ok=True)
     if args.floors:
+        if args.space != "nb201":
+            return _fail("--floors measures NB201 archs only")
         return _run_floors(args, proxies, archs)
     return _run_bench(args, proxies, archs)
 
@@ -154,7 +159,7 @@ def _run_bench(args: argparse.Namespace, proxies: list[str], archs: list[str]) -
     resumed = sum(1 for a in dict.fromkeys(archs) if a in journal.done)
     remaining = journal.remaining(archs)
     if args.limit is not None:
-        groups = group_by_class(remaining)
+        groups = group_by_class(remaining, args.space)
         remaining = [a for c in list(groups)[: max(args.limit, 0)] for a in groups[c]]
     log.info(
         "bench: %d archs, %d resumed from %s (%d stale rows dropped), %d to score",
@@ -166,9 +171,12 @@ def _run_bench(args: argparse.Namespace, proxies: list[str], archs: list[str]) -
     )
     t0 = time.perf_counter()
     config = {"seed": args.score_seed, "device": args.device, "threads": args.threads}
-    networks = score_remaining(remaining, direct, config, journal.append, args.workers, not args.no_progress)
+    networks = score_remaining(
+        remaining, direct, config, journal.append, args.workers, not args.no_progress, space=args.space
+    )
     meta = {
         "command": _command(args),
+        "space": args.space,
         "archs": len(dict.fromkeys(archs)),
         "proxies": proxies,
         "score_seed": args.score_seed,
@@ -221,20 +229,21 @@ def render(out: Path, plots: bool = True) -> Path:
     from zcscore.bench.summary import paper_target_kendall, read_summary, summarize, write_summary
 
     meta_file = out / "run.json"
-    complete = meta_file.exists() and json.loads(meta_file.read_text()).get("complete", False)
-    rows = read_rows(out / "scores.csv") if complete else []
+    meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
+    space = meta.get("space", "nb201")
+    rows = read_rows(out / "scores.csv") if meta.get("complete", False) else []
     archs = list(dict.fromkeys(r.arch for r in rows))
-    summary = summarize(rows, archs) if rows else read_summary(out / "summary.csv")
+    summary = summarize(rows, archs, space=space) if rows else read_summary(out / "summary.csv")
     if rows:
         write_summary(out / "summary.csv", summary)
     paper_taus = {
         s["proxy"]: paper_target_kendall(rows, archs, s["proxy"], PAPER_C10_COLUMN[s["proxy"]][0])
         for s in summary
-        if rows and s["proxy"] in PAPER_C10_COLUMN
+        if rows and space == "nb201" and s["proxy"] in PAPER_C10_COLUMN
     }
     files: list[Path] = []
     if rows and plots:
-        files = _plots(out, rows, archs, summary)
+        files = _plots(out, rows, archs, summary, space)
     elif not plots:
         files = sorted(out.glob("tau_bars.png")) + sorted(out.glob("scatter_*.png"))
     errors: dict[str, tuple[int, str]] = {}
@@ -245,12 +254,12 @@ def render(out: Path, plots: bool = True) -> Path:
     return write_report(out, summary, paper_taus, read_speed(out / "speed.csv"), files, errors)
 
 
-def _plots(out: Path, rows: list[Any], archs: list[str], summary: list[dict[str, Any]]) -> list[Path]:
+def _plots(out: Path, rows: list[Any], archs: list[str], summary: list[dict[str, Any]], space: str) -> list[Path]:
     from zcscore.bench.plots import scatter, tau_bars
     from zcscore.bench.scorefile import scores_by_proxy
-    from zcscore.bench.truth import accuracies
+    from zcscore.bench.truth import accuracies, target_columns
 
-    acc = accuracies(archs, "cifar10_test")
+    acc = accuracies(archs, target_columns(space)["cifar10"], space=space)
     scores = scores_by_proxy(rows)
     files = [tau_bars(out / "tau_bars.png", summary)]
     for s in summary:

@@ -42,15 +42,15 @@ def _run_lines(meta: dict[str, Any]) -> list[str]:
     return [f"- {k}: `{meta[k]}`" for k in keys if k in meta] + [""]
 
 
-def correlation_table(summary: Sequence[dict[str, Any]]) -> list[str]:
-    """Markdown table: our tau/rho per dataset next to the proxy's headline published figure."""
+def correlation_table(summary: Sequence[dict[str, Any]], published: bool = True) -> list[str]:
+    """Markdown table: our tau/rho per dataset next to the proxy's headline published (NB201) figure."""
     head = ["proxy", "n"]
     for d in DATASETS:
         head += [f"τ {d}", "paper τ", f"ρ {d}", "paper ρ"]
     head += ["median ms/arch", "p90 ms/arch", "NaN", "−inf", "paper source"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in summary:
-        pub = primary(row["proxy"])
+        pub = primary(row["proxy"]) if published else None
         cells = [row["proxy"], str(row["n"])]
         for i, d in enumerate(DATASETS):
             cells += [
@@ -109,8 +109,14 @@ def write_report(
         lines += [
             "## Rank correlation with ground truth",
             "",
-            f"Ground truth: `nb201.csv` columns {', '.join(f'`{TARGET_COLUMNS[d]}`' for d in DATASETS)} "
-            "(NATS-tss, 200 epochs, mean over seeds; the AZ-NAS target). τ is Kendall tau-b, ρ Spearman.",
+            (
+                f"Ground truth: `nb201.csv` columns {', '.join(f'`{TARGET_COLUMNS[d]}`' for d in DATASETS)} "
+                "(NATS-tss, 200 epochs, mean over seeds; the AZ-NAS target). τ is Kendall tau-b, ρ Spearman."
+                if meta.get("space", "nb201") == "nb201"
+                else "Ground truth: `nb101_sample.csv` column `naslib_val_accuracy` (NB101 CIFAR-10 validation "
+                "accuracy at 108 epochs, as NAS-Bench-Suite-Zero uses it), in the C10 columns; NB101 has no "
+                "C100/IN16. τ is Kendall tau-b, ρ Spearman."
+            ),
             f"NaN/−inf: ranked last (NaN treated as −inf, ties averaged, as AZ-NAS does) for every proxy "
             f"except {excluded}, whose NaN archs are excluded as its paper does (`n` = archs used, `NaN` = "
             "archs dropped). Times are per arch from the engine (shared passes split between the proxies "
@@ -118,7 +124,7 @@ def write_report(
             "Published figures are over all 15,625 archs (AZ-NAS: 3000-arch samples for accuracy only); "
             "ours over this run's archs.",
             "",
-            *correlation_table(summary),
+            *correlation_table(summary, published=meta.get("space", "nb201") == "nb201"),
             "",
         ]
     if errors:

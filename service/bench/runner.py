@@ -25,13 +25,14 @@ def direct_names(proxies: Sequence[str]) -> list[str]:
     return [spec.name for spec in expand(proxies)]
 
 
-def group_by_class(archs: Sequence[str]) -> dict[str, list[str]]:
+def group_by_class(archs: Sequence[str], space: str = "nb201") -> dict[str, list[str]]:
     """``{canonical arch string: [input arch strings of that class]}``, in first-seen order."""
-    from zcscore.spaces.nb201 import NB201Arch
+    from zcscore.spaces import get_space
 
+    sp = get_space(space)
     groups: dict[str, list[str]] = {}
     for arch in dict.fromkeys(archs):
-        groups.setdefault(NB201Arch.parse(arch).canonical().to_str(), []).append(arch)
+        groups.setdefault(sp.encode(sp.canonical(sp.parse(arch))), []).append(arch)
     return groups
 
 
@@ -42,9 +43,10 @@ def score_remaining(
     sink: Sink,
     workers: int = 1,
     progress: bool = False,
+    space: str = "nb201",
 ) -> int:
-    """Score ``archs`` with the ``direct`` proxies; returns the number of networks (classes) scored."""
-    groups = group_by_class(archs)
+    """Score ``archs`` of ``space`` with the ``direct`` proxies; returns the number of networks (classes) scored."""
+    groups = group_by_class(archs, space)
     if not groups:
         return 0
 
@@ -56,9 +58,9 @@ def score_remaining(
         from zcscore.engine import Engine, ScoreConfig
 
         engine = Engine(list(direct), ScoreConfig(**config))
-        engine.score_archs(list(archs), progress=progress, on_records=deliver)
+        engine.score_archs(list(archs), progress=progress, on_records=deliver, space=space)
         return len(groups)
-    return _score_in_workers(groups, direct, config, deliver, workers, progress)
+    return _score_in_workers(groups, direct, config, deliver, workers, progress, space)
 
 
 def _score_in_workers(
@@ -68,13 +70,14 @@ def _score_in_workers(
     deliver: Sink,
     workers: int,
     progress: bool,
+    space: str,
 ) -> int:
     classes = list(groups)
     chunks = [[a for c in classes[k::workers] for a in groups[c]] for k in range(workers)]
     chunks = [c for c in chunks if c]
     ctx = mp.get_context("spawn")
     out: Any = ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(c, list(direct), config, out), daemon=True) for c in chunks]
+    procs = [ctx.Process(target=_worker, args=(c, list(direct), config, out, space), daemon=True) for c in chunks]
     for p in procs:
         p.start()
     bar = None
@@ -111,13 +114,13 @@ def _score_in_workers(
     return scored
 
 
-def _worker(archs: list[str], direct: list[str], config: dict[str, Any], out: Any) -> None:
+def _worker(archs: list[str], direct: list[str], config: dict[str, Any], out: Any, space: str) -> None:
     """Worker process body: score ``archs``, stream each class's records, then ``None``."""
     try:
         from zcscore.engine import Engine, ScoreConfig
 
         engine = Engine(direct, ScoreConfig(**config))
-        engine.score_archs(archs, on_records=out.put)
+        engine.score_archs(archs, on_records=out.put, space=space)
     except Exception as exc:  # reported to the parent, which stops the bench
         out.put(f"{type(exc).__name__}: {exc}")
         return

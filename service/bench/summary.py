@@ -10,7 +10,7 @@ from typing import Any
 
 from zcscore.bench.metrics import count_nonfinite, percentile_ms, policy_for, rank_correlation
 from zcscore.bench.scorefile import Row, scores_by_proxy, seconds_by_proxy
-from zcscore.bench.truth import DATASETS, TARGET_COLUMNS, accuracies
+from zcscore.bench.truth import DATASETS, accuracies, target_columns
 
 SUMMARY_COLUMNS: tuple[str, ...] = (
     "proxy",
@@ -32,12 +32,19 @@ def _higher_is_better(proxy: str) -> bool:
         return True
 
 
-def summarize(rows: Sequence[Row], archs: Sequence[str], data_dir: Path | None = None) -> list[dict[str, Any]]:
-    """Summary rows for every proxy in ``rows``, over the distinct ``archs`` (file order of proxies)."""
+def summarize(
+    rows: Sequence[Row], archs: Sequence[str], data_dir: Path | None = None, space: str = "nb201"
+) -> list[dict[str, Any]]:
+    """Summary rows for every proxy in ``rows``, over the distinct ``archs`` (file order of proxies).
+
+    A dataset without a ground-truth column in ``space`` gets NaN correlations.
+    """
     distinct = list(dict.fromkeys(archs))
     scores = scores_by_proxy(rows)
     seconds = seconds_by_proxy(rows)
-    truth = {d: accuracies(distinct, TARGET_COLUMNS[d], data_dir) for d in DATASETS}
+    columns = target_columns(space)
+    nan = [math.nan] * len(distinct)
+    truth = {d: accuracies(distinct, columns[d], data_dir, space) if d in columns else nan for d in DATASETS}
     out = []
     for proxy, by_arch in scores.items():
         values = [by_arch.get(a, math.nan) for a in distinct]

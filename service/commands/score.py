@@ -71,10 +71,16 @@ def write_records(records: Iterable[Any], fh: TextIO, header: bool = True) -> No
 
 
 def read_archs(path: Path, data_dir: Path | None = None, space: str = "nb201") -> list[str]:
-    """Arch strings from a file: one per line (NB201: an arch string or an NB201 index; other spaces: the line)."""
+    """Arch strings from a file: one per line (NB201: an arch string or an NB201 index; other spaces: the line).
+
+    A ``.csv`` file is read as a table and its ``arch`` column is taken.
+    """
     from zcscore.settings import get_settings
     from zcscore.spaces.nb201 import arch_from_index
 
+    if path.suffix == ".csv":  # a table with an ``arch`` column (e.g. nb101_sample.csv)
+        with open(path, newline="") as fh:
+            return [row["arch"].strip() for row in csv.DictReader(fh) if row.get("arch", "").strip()]
     archs = []
     for line in path.read_text().splitlines():
         if space != "nb201":

@@ -6,7 +6,8 @@ Protocol of ``egracheva/epsinas`` ``NAS-Bench-201/epsinas_utils.py::compute_epsi
   layout even when the engine runs channels-last (the official arithmetic: channels-last kernels move the
   w = 1 outputs enough to shift scores by up to 3e-4 relative; NCHW stays within 1e-6 of the reference
   except for near-zero scores, and costs about 2x on CPU);
-* for each w in ``(1e-7, 1)``: every module's bias := 0 and every ``weight`` := w, which includes BatchNorm
+* for each w in ``(1e-7, 1)`` (the space's ``epsinas_weights``: NB101 uses the official ``(1e-4, 10)``, every
+  other space the NB201 pair): every module's bias := 0 and every ``weight`` := w, which includes BatchNorm
   gamma (the paper says BN gamma = 1; the code sets w); BN uses batch statistics (train mode here, as
   ``track_running_stats=False`` does there);
 * output = logits of the official ``num_classes=1`` net. With a constant Linear weight and zero bias every
@@ -102,8 +103,9 @@ def epsinas_score(outputs: list[np.ndarray]) -> float:
 
 @pass_runner(Pass.EPSINAS)
 def epsinas_pass(ctx: ArchContext) -> list[np.ndarray]:
-    """Two forwards of rows 0..255 under constant weights 1e-7 and 1 (NCHW layout); returns the output vectors."""
+    """Two forwards of rows 0..255 under the two constant weights (NCHW layout); returns the output vectors."""
     net = ctx.net
+    weights = ctx.space.epsinas_weights if ctx.space is not None else WEIGHTS
     x = ctx.data.rows(*BATCH_ROWS)[0].to(ctx.device)
     bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
     outs = []
@@ -114,7 +116,7 @@ def epsinas_pass(ctx: ArchContext) -> list[np.ndarray]:
         for m in bns:  # batch statistics, no running-stat update: the official BN call
             m.track_running_stats = False
         with torch.inference_mode():
-            for w in WEIGHTS:
+            for w in weights:
                 set_constant_weights(net, w)
                 outs.append(output_vector(net(x)))
     finally:

@@ -39,6 +39,8 @@ class Space(ABC):
     max_arch_length: int = 10_000  # longest arch text accepted at the API
     size: int | None = None  # number of distinct archs, when finite and known
     input_shape: tuple[int, ...] = (3, 32, 32)  # one input image (C, H, W)
+    # epsinas' two constant weights: the official constants are per benchmark (paper Table 9)
+    epsinas_weights: tuple[float, float] = (1e-7, 1.0)
 
     @abstractmethod
     def parse(self, text: str) -> Any:

@@ -344,6 +344,7 @@ class NB101Space(Space):
     description = "NAS-Bench-101 cell (<=7 vertices, <=9 edges; official 3x3-cell network, 128 stem channels)"
     example = EXAMPLE_ARCH
     max_arch_length = 1000
+    epsinas_weights = (1e-4, 10.0)  # the official NB101 constants (epsinas NAS-Bench-101/Reproduce.ipynb)
     size = NUM_ARCHS
 
     max_attempts = 10_000  # rejection-sampling bound for sample and mutate

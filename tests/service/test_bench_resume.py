@@ -106,3 +106,22 @@ def test_population_proxy_recomputed_over_the_whole_set(tmp_path: Path, data_dir
     archs = sample_archs(6, 2, data_dir)
     want = {(r.arch, r.proxy): r.score for r in Engine(["az_nas"], ScoreConfig(threads=1)).score_archs(archs)}
     assert all(got[k] == pytest.approx(v) for k, v in want.items())
+
+
+def test_bench_scores_nb101_archs_against_the_sample_validation_accuracy(tmp_path: Path, data_dir: Path) -> None:
+    from scipy.stats import kendalltau
+
+    from zcscore.bench.truth import accuracies, sample_archs
+
+    out = tmp_path / "nb101"
+    assert main(["bench", "--space", "nb101", *ARGS, "--sample", "6", "--seed", "3", "--out", str(out)]) == 0
+    archs = sample_archs(6, 3, space="nb101")
+    rows = [r for r in read_rows(out / "scores.csv") if r.proxy == "params"]
+    assert sorted(r.arch for r in rows) == sorted(archs)
+    params = {r.arch: r.score for r in rows}
+    summary = (out / "summary.csv").read_text().splitlines()
+    tau = kendalltau([params[a] for a in archs], accuracies(archs, "naslib_val_accuracy", space="nb101")).statistic
+    got = next(line for line in summary if line.startswith("params,")).split(",")
+    assert got[1] == "6" and float(got[2]) == pytest.approx(tau, abs=1e-6)
+    assert got[4] == "nan"  # NB101 has no CIFAR-100 target
+    assert "nb101_sample.csv" in (out / "report.md").read_text()
