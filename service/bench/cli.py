@@ -57,6 +57,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="A=B",
         help="with --compare: pair proxy/column A of file A with B of file B (repeatable)",
     )
+    parser.add_argument(
+        "--reuse",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="SCORES_CSV",
+        help="take rows of the same archs, proxies, versions and seed from an earlier run's scores.csv (repeatable)",
+    )
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
@@ -92,6 +100,7 @@ def _command(args: argparse.Namespace) -> str:
         else "--all"
     )
     extra = "".join(f" --{k} {getattr(args, k)}" for k in ("threads",) if getattr(args, k))
+    extra += "".join(f" --reuse {p}" for p in args.reuse)
     space = "" if args.space == "nb201" else f"--space {args.space} "
     return (
         f"zcscore bench {space}--proxies {args.proxies} {src} --score-seed {args.score_seed} "
@@ -153,10 +162,10 @@ def _run_bench(args: argparse.Namespace, proxies: list[str], archs: list[str]) -
     direct = direct_names(proxies)
     journal = Journal(args.out / "scores.csv", {d: get_spec(d).version for d in direct}, args.score_seed)
     try:
-        dropped = journal.load(archs)
+        dropped = journal.load(archs, args.reuse)
     except SeedMismatch as exc:
         return _fail(str(exc))
-    resumed = sum(1 for a in dict.fromkeys(archs) if a in journal.done)
+    resumed = sum(1 for a in dict.fromkeys(archs) if not journal.missing(a))
     remaining = journal.remaining(archs)
     if args.limit is not None:
         groups = group_by_class(remaining, args.space)
@@ -165,15 +174,20 @@ def _run_bench(args: argparse.Namespace, proxies: list[str], archs: list[str]) -
         "bench: %d archs, %d resumed from %s (%d stale rows dropped), %d to score",
         len(dict.fromkeys(archs)),
         resumed,
-        journal.path,
+        ", ".join(map(str, [journal.path, *args.reuse])),
         dropped,
         len(remaining),
     )
     t0 = time.perf_counter()
     config = {"seed": args.score_seed, "device": args.device, "threads": args.threads}
-    networks = score_remaining(
-        remaining, direct, config, journal.append, args.workers, not args.no_progress, space=args.space
-    )
+    by_missing: dict[tuple[str, ...], list[str]] = {}
+    for arch in remaining:  # archs partly done (e.g. --reuse) score only their missing proxies
+        by_missing.setdefault(journal.missing(arch), []).append(arch)
+    networks = 0
+    for missing, batch in by_missing.items():
+        networks += score_remaining(
+            batch, list(missing), config, journal.append, args.workers, not args.no_progress, space=args.space
+        )
     meta = {
         "command": _command(args),
         "space": args.space,

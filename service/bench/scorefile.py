@@ -90,31 +90,43 @@ class Journal:
     seed: int
     done: dict[str, dict[str, Row]] = field(default_factory=dict)
 
-    def load(self, archs: Sequence[str]) -> int:
-        """Read the existing file, keep complete archs of ``archs``; returns how many rows were dropped."""
+    def load(self, archs: Sequence[str], reuse: Sequence[Path] = ()) -> int:
+        """Read the existing file (then the ``reuse`` files), keep rows of ``archs``; returns rows dropped.
+
+        A row is kept when its proxy is a direct proxy of this run at the current version and its seed is the
+        run's; the first row of an (arch, proxy) wins. Archs may be partly done: :meth:`missing` says what is left.
+        """
         wanted = set(archs)
         by_arch: dict[str, dict[str, Row]] = {}
-        rows = read_rows(self.path)
-        for row in rows:
+        own = read_rows(self.path)
+        rows = own + [row for path in reuse for row in read_rows(path)]
+        for i, row in enumerate(rows):
             prov = row.provenance
             if row.proxy not in self.direct or row.arch not in wanted:
                 continue
             if prov.get("seed") is not None and prov.get("seed") != self.seed:
+                if i >= len(own):  # a reused file scored with another seed simply does not apply
+                    continue
                 raise SeedMismatch(
                     f"{self.path} was scored with seed {prov.get('seed')}, this run uses {self.seed}; "
                     "use another --out or the same --score-seed"
                 )
             if prov.get("proxy_version", self.direct[row.proxy]) != self.direct[row.proxy]:
                 continue
-            by_arch.setdefault(row.arch, {})[row.proxy] = row
-        self.done = {a: r for a, r in by_arch.items() if set(r) == set(self.direct)}
+            by_arch.setdefault(row.arch, {}).setdefault(row.proxy, row)
+        self.done = by_arch
         kept = sum(len(r) for r in self.done.values())
         self._rewrite(list(self.done))
-        return len(rows) - kept
+        return len(own) - min(kept, len(own))
+
+    def missing(self, arch: str) -> tuple[str, ...]:
+        """The direct proxies of ``arch`` not scored yet, in run order."""
+        have = self.done.get(arch, {})
+        return tuple(p for p in self.direct if p not in have)
 
     def remaining(self, archs: Sequence[str]) -> list[str]:
-        """Archs of ``archs`` still to score, in order, without duplicates."""
-        return [a for a in dict.fromkeys(archs) if a not in self.done]
+        """Archs of ``archs`` with a proxy still to score, in order, without duplicates."""
+        return [a for a in dict.fromkeys(archs) if self.missing(a)]
 
     def append(self, records: Iterable[Any]) -> None:
         """Append one arch's direct records in a single flushed write."""

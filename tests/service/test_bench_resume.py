@@ -74,7 +74,7 @@ def test_limit_then_resume_in_process(tmp_path: Path, data_dir: Path) -> None:
     assert (_meta(out)["resumed_archs"], _meta(out)["scored_archs"]) == (10, 0)
 
 
-def test_partial_lines_incomplete_archs_and_seed_guard(tmp_path: Path) -> None:
+def test_partial_lines_half_done_archs_and_seed_guard(tmp_path: Path) -> None:
     path = tmp_path / "scores.csv"
     prov = json.dumps({"seed": 1, "proxy_version": 1}).replace('"', '""')
     a, b, c = "|a|", "|b|", "|c|"
@@ -83,14 +83,14 @@ def test_partial_lines_incomplete_archs_and_seed_guard(tmp_path: Path) -> None:
     incomplete = f'{c},params,1.0,0.01,,,"{prov}"\r\n'
     path.write_text(header + good + incomplete + f"{c},flops,1.0,0.0")  # killed mid-line
     journal = Journal(path, {"params": 1, "flops": 1}, seed=1)
-    assert journal.load([a, b, c]) == 1
-    assert set(journal.done) == {a, b} and journal.remaining([a, b, c, c]) == [c]
-    assert path.read_text().endswith("\n") and len(read_rows(path)) == 4  # cleaned for appending
+    assert journal.load([a, b, c]) == 0  # the cut line is unreadable, every whole row is kept
+    assert journal.remaining([a, b, c, c]) == [c] and journal.missing(c) == ("flops",)  # c is half done
+    assert path.read_text().endswith("\n") and len(read_rows(path)) == 5  # cleaned for appending
     with pytest.raises(ValueError, match="seed 1"):
         Journal(path, {"params": 1, "flops": 1}, seed=2).load([a, b])
     stale = Journal(path, {"params": 2, "flops": 1}, seed=1)  # params changed version: rescore
     stale.load([a, b])
-    assert stale.done == {}
+    assert stale.missing(a) == ("params",) and stale.missing(b) == ("params",)
 
 
 def test_population_proxy_recomputed_over_the_whole_set(tmp_path: Path, data_dir: Path) -> None:
@@ -125,3 +125,16 @@ def test_bench_scores_nb101_archs_against_the_sample_validation_accuracy(tmp_pat
     assert got[1] == "6" and float(got[2]) == pytest.approx(tau, abs=1e-6)
     assert got[4] == "nan"  # NB101 has no CIFAR-100 target
     assert "nb101_sample.csv" in (out / "report.md").read_text()
+
+
+def test_reuse_takes_earlier_rows_and_scores_only_the_missing_proxies(tmp_path: Path, data_dir: Path) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    base = ["bench", "--threads", "1", "--no-progress", "--no-plots", "--sample", "5", "--seed", "11"]
+    assert main([*base, "--proxies", "params", "--out", str(first)]) == 0
+    earlier = {r.arch: r.fields for r in read_rows(first / "scores.csv")}
+    reuse = ["--reuse", str(first / "scores.csv")]
+    assert main([*base, "--proxies", "params,flops", *reuse, "--out", str(second)]) == 0
+    rows = read_rows(second / "scores.csv")
+    assert {r.arch: r.fields for r in rows if r.proxy == "params"} == earlier  # taken as is, not re-scored
+    assert len([r for r in rows if r.proxy == "flops"]) == 5
+    assert _meta(second)["scored_archs"] == 5 and "--reuse" in _meta(second)["command"]
