@@ -37,4 +37,9 @@ def run(args: argparse.Namespace) -> int:
         out.write(f"{line}{s.description}\n")
         if space is not None and why is not None:
             out.write(f"{'':<60}not on {space.name}: {why}\n")
+    from zcscore.proxies.ensembles import PUBLISHED
+
+    out.write("\nensembles: any 'ensemble:a+b[+c...]' (sum of log(rank/m) over a population); published ones:\n")
+    for name, note in PUBLISHED.items():
+        out.write(f"  {name:<26}{note}\n")
     return 0

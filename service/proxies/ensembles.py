@@ -18,6 +18,11 @@ from zcscore.proxies.catalog import InputKind, Pass, ProxySpec
 
 PREFIX = "ensemble:"
 SEPARATOR = "+"
+# published combinations (AZ-NAS, CVPR 2024, Table 5: NB201 Kendall tau C10 / C100 / IN16-120)
+PUBLISHED: dict[str, str] = {
+    "ensemble:az_nas+synflow": "AZ-NAS Table 5 'Synflow + sC+sE+sT+sP': tau 0.776 / 0.758 / 0.747",
+    "ensemble:az_nas+zico": "AZ-NAS Table 5 'ZiCo + sC+sE+sT+sP': tau 0.773 / 0.757 / 0.747",
+}
 
 
 def is_ensemble(name: str) -> bool:
