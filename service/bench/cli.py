@@ -65,6 +65,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SCORES_CSV",
         help="take rows of the same archs, proxies, versions and seed from an earlier run's scores.csv (repeatable)",
     )
+    parser.add_argument(
+        "--filter",
+        action="append",
+        default=[],
+        metavar="COL=VALUE",
+        help="with --compare: keep only rows whose column COL is VALUE, in files that have COL (repeatable)",
+    )
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
@@ -137,7 +144,7 @@ def _run_compare(args: argparse.Namespace) -> int:
     from zcscore.bench.compare import compare_files, write_agreement
 
     try:
-        rows = compare_files(args.compare[0], args.compare[1], args.map)
+        rows = compare_files(args.compare[0], args.compare[1], args.map, args.filter)
     except (ValueError, OSError) as exc:
         return _fail(str(exc))
     write_agreement(rows, sys.stdout)

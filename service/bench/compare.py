@@ -2,8 +2,10 @@
 
 Either file may be long format (``arch,proxy,score,...`` as ``zcscore score`` writes) or wide (an
 ``arch`` column plus one column per proxy, e.g. ``/work/shared/data/nb201_zc_scores.csv``). Proxies pair
-by name, or explicitly with ``A=B`` mappings (``epsinas=epsinas_cifar10``). Archs where either score is
-NaN are left out (counted); -inf is kept and ranks lowest. ``max_rel_diff`` compares finite values.
+by name, or explicitly with ``A=B`` mappings (``epsinas=epsinas_cifar10``). ``filters`` (``COL=VALUE``) keep
+only the rows of a file that has column COL with that value (e.g. ``source=A_zc_nasbench201_json`` and
+``dataset=cifar10`` for ``nb201_zc_naslib_subset.csv``); text columns are not scores. Archs where either score
+is NaN are left out (counted); -inf is kept and ranks lowest. ``max_rel_diff`` compares finite values.
 """
 
 from __future__ import annotations
@@ -29,32 +31,35 @@ def _num(text: str) -> float:
         return math.nan
 
 
-def load_scores(path: Path) -> Table:
-    """``{proxy_or_column: {arch: score}}`` from a long or wide score file."""
+def load_scores(path: Path, filters: Sequence[tuple[str, str]] = ()) -> Table:
+    """``{proxy_or_column: {arch: score}}`` from a long or wide score file (rows matching ``filters``)."""
     with open(path, newline="") as fh:
         reader = csv.DictReader(fh)
         fields = reader.fieldnames or []
         if "arch" not in fields:
             raise ValueError(f"{path}: no 'arch' column")
-        table: Table = {}
-        if {"proxy", "score"} <= set(fields):
-            for r in reader:
-                table.setdefault(r["proxy"], {}).setdefault(r["arch"], _num(r["score"]))
-        else:
-            cols = [c for c in fields if c not in NON_SCORE_COLUMNS]
-            for r in reader:
-                for c in cols:
-                    table.setdefault(c, {})[r["arch"]] = _num(r[c])
+        own = [(col, value) for col, value in filters if col in fields]
+        rows = [r for r in reader if all(r[col] == value for col, value in own)]
+    table: Table = {}
+    if {"proxy", "score"} <= set(fields):
+        for r in rows:
+            table.setdefault(r["proxy"], {}).setdefault(r["arch"], _num(r["score"]))
+        return table
+    text = {col for col, _ in filters} | NON_SCORE_COLUMNS
+    for c in (c for c in fields if c not in text):
+        column = {r["arch"]: _num(r[c]) for r in rows}
+        if any(not math.isnan(v) for v in column.values()) or all(r[c] in ("", "nan") for r in rows):
+            table[c] = column
     return table
 
 
-def parse_mappings(items: Sequence[str]) -> list[tuple[str, str]]:
+def parse_mappings(items: Sequence[str], option: str = "--map") -> list[tuple[str, str]]:
     """``["a=b", ...]`` -> ``[("a", "b"), ...]``; raises ``ValueError`` on a bad item."""
     out = []
     for item in items:
         left, sep, right = item.partition("=")
         if not sep or not left or not right:
-            raise ValueError(f"--map expects A=B, got {item!r}")
+            raise ValueError(f"{option} expects A=B, got {item!r}")
         out.append((left.strip(), right.strip()))
     return out
 
@@ -80,9 +85,12 @@ def agreement(a: dict[str, float], b: dict[str, float]) -> dict[str, Any]:
     }
 
 
-def compare_files(path_a: Path, path_b: Path, mappings: Sequence[str] = ()) -> list[dict[str, Any]]:
+def compare_files(
+    path_a: Path, path_b: Path, mappings: Sequence[str] = (), filters: Sequence[str] = ()
+) -> list[dict[str, Any]]:
     """Agreement rows for each proxy pair (explicit mappings, else the names both files share)."""
-    ta, tb = load_scores(path_a), load_scores(path_b)
+    where = parse_mappings(filters, "--filter")
+    ta, tb = load_scores(path_a, where), load_scores(path_b, where)
     pairs = parse_mappings(mappings) or [(p, p) for p in ta if p in tb]
     rows = []
     for pa, pb in pairs:

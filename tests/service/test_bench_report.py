@@ -81,6 +81,17 @@ def test_agreement_known_answers(tmp_path: Path) -> None:
     assert compare_files(long_file, wide_file) == []  # no shared names, no mapping
     with pytest.raises(ValueError, match="no proxy/column"):
         compare_files(long_file, wide_file, ["epsinas=zen"])
+    tagged = tmp_path / "tagged.csv"  # a long table of several runs, as nb201_zc_naslib_subset.csv
+    tagged.write_text(
+        "source,dataset,arch,snip\n"
+        + "".join(f"A,cifar10,{k},{v}\n" for k, v in b.items())
+        + "".join(f"B,cifar10,{k},{-v}\n" for k, v in b.items())
+    )
+    pick = ["epsinas=snip"]
+    assert compare_files(long_file, tagged, pick, ["source=A"])[0]["kendall"] == pytest.approx(1 / 3)
+    assert compare_files(long_file, tagged, pick, ["source=B", "dataset=cifar10"])[0]["kendall"] == pytest.approx(
+        -1 / 3
+    )
 
 
 def test_compare_cli_against_published_scores(
