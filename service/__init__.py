@@ -30,9 +30,15 @@ _LAZY = {
     "get_space": "zcscore.spaces",
     "list_spaces": "zcscore.spaces",
     "register_space": "zcscore.spaces",
+    "Client": "zcscore.client",
+    "AsyncClient": "zcscore.client",
+    "ApiError": "zcscore.client",
 }
 
 __all__ = [
+    "ApiError",
+    "AsyncClient",
+    "Client",
     "Engine",
     "ScoreConfig",
     "ScoreRecord",

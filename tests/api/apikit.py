@@ -66,3 +66,45 @@ def serve(tmp: Path, **overrides: object) -> Iterator[Server]:
     keys = list(r.scan_iter(match=f"{prefix}:*"))
     if keys:
         r.delete(*keys)
+
+
+def random_arch(i: int) -> str:
+    """A distinct valid arch per integer (base-5 digits as ops)."""
+    ops = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+    d = [(i // 5**k) % 5 for k in range(6)]
+    o = [ops[x] for x in d]
+    return f"|{o[0]}~0|+|{o[1]}~0|{o[2]}~1|+|{o[3]}~0|{o[4]}~1|{o[5]}~2|"
+
+
+def store_scores(api, archs: list[str], proxy: str, values: list[float], seed: int = 0) -> None:
+    """Insert scores of ``proxy`` for NB201 ``archs`` straight into the API's store, keyed as a job would be."""
+    from zcscore.numerics import Numerics
+    from zcscore.proxies.catalog import get_spec
+    from zcscore.spaces.nb201 import NB201Arch
+    from zcscore.storage.keys import cache_key_for, encode_score, job_config, proxy_config_hash
+    from zcscore.storage.store import open_store
+
+    store = open_store(api.settings.database_url)
+    cfg_hash = proxy_config_hash(get_spec(proxy), job_config(seed, 10, Numerics.resolve()))
+    rows = []
+    for arch, value in zip(archs, values):
+        a = NB201Arch.parse(arch)
+        v, kind = encode_score(value)
+        rows.append(
+            {
+                "cache_key": cache_key_for(a.canonical_hash(), proxy, 1, cfg_hash),
+                "space": "nb201",
+                "arch": a.canonical().to_str(),
+                "arch_hash": a.canonical_hash(),
+                "proxy": proxy,
+                "proxy_version": 1,
+                "config_hash": cfg_hash,
+                "seed": seed,
+                "value": v,
+                "kind": kind,
+                "components": {},
+                "provenance": {"seed": seed, "stored_by": "test"},
+                "seconds": 0.01,
+            }
+        )
+    store.insert_scores(rows)

@@ -9,23 +9,12 @@ import sys
 import uuid
 
 import pytest
+from apikit import random_arch, store_scores
 
-from zcscore.numerics import Numerics
-from zcscore.proxies.catalog import get_spec
 from zcscore.spaces.nb201 import EXAMPLE_ARCH, NB201Arch
-from zcscore.storage.keys import cache_key_for, encode_score, job_config, proxy_config_hash
-from zcscore.storage.store import open_store
 
 DEAD = "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"
 OK = {"space": "nb201", "archs": [EXAMPLE_ARCH], "proxies": ["params"]}
-
-
-def random_arch(i: int) -> str:
-    """A distinct valid arch per integer (base-5 digits as ops)."""
-    ops = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
-    d = [(i // 5**k) % 5 for k in range(6)]
-    o = [ops[x] for x in d]
-    return f"|{o[0]}~0|+|{o[1]}~0|{o[2]}~1|+|{o[3]}~0|{o[4]}~1|{o[5]}~2|"
 
 
 def test_api_imports_neither_torch_nor_ray() -> None:
@@ -107,37 +96,10 @@ def test_submit_enqueues_one_message_per_distinct_arch_and_is_idempotent(api) ->
     assert status == {"id": first.json()["id"], "status": "queued", "done": 0, "failed": 0, "total": 6, "failures": {}}
 
 
-def _store_scores(api, archs: list[str], proxy: str, values: list[float], seed: int = 0) -> None:
-    store = open_store(api.settings.database_url)
-    cfg_hash = proxy_config_hash(get_spec(proxy), job_config(seed, 10, Numerics.resolve()))
-    rows = []
-    for arch, value in zip(archs, values):
-        a = NB201Arch.parse(arch)
-        v, kind = encode_score(value)
-        rows.append(
-            {
-                "cache_key": cache_key_for(a.canonical_hash(), proxy, 1, cfg_hash),
-                "space": "nb201",
-                "arch": a.canonical().to_str(),
-                "arch_hash": a.canonical_hash(),
-                "proxy": proxy,
-                "proxy_version": 1,
-                "config_hash": cfg_hash,
-                "seed": seed,
-                "value": v,
-                "kind": kind,
-                "components": {},
-                "provenance": {"seed": seed, "stored_by": "test"},
-                "seconds": 0.01,
-            }
-        )
-    store.insert_scores(rows)
-
-
 def test_stored_scores_are_served_without_enqueueing(api) -> None:
     archs = [random_arch(2000 + i) for i in range(5)]
     values = [1.0, math.inf, math.nan, -math.inf, 2.5]
-    _store_scores(api, archs, "params", values)
+    store_scores(api, archs, "params", values)
     before = api.redis.xlen(f"{api.settings.redis_prefix}:tasks")
     resp = api.client.post("/v1/jobs", json={**OK, "archs": archs, "config": {"seed": 0}})
     assert resp.json()["status"] == "done"
@@ -167,7 +129,7 @@ def test_population_proxy_is_aggregated_over_the_job(api) -> None:
     comps = ("az_expressivity", "az_progressivity", "az_trainability", "az_complexity")
     table = {c: [float(i * (k + 1) % 5) for i in range(4)] + [-math.inf] for k, c in enumerate(comps)}
     for c in comps:
-        _store_scores(api, archs, c, table[c], seed=1)
+        store_scores(api, archs, c, table[c], seed=1)
     resp = api.client.post("/v1/jobs", json={**OK, "archs": archs, "proxies": ["az_nas"]})
     assert resp.json() == {"id": resp.json()["id"], "status": "done", "total": 20}
     items = api.client.get(f"/v1/jobs/{resp.json()['id']}/scores").json()["items"]
@@ -195,7 +157,7 @@ def test_ensemble_over_a_job_and_over_every_stored_arch(api) -> None:
     table = {c: [float((i + 2) * (k + 3) % 7) for i in range(5)] for k, c in enumerate(comps)}
     table["params"][3] = math.nan  # ranked lowest, as a degenerate net
     for c in comps:
-        _store_scores(api, archs, c, table[c], seed=7)
+        store_scores(api, archs, c, table[c], seed=7)
     name = "ensemble:az_nas+params"
     resp = api.client.post("/v1/jobs", json={**OK, "archs": archs, "proxies": [name], "config": {"seed": 7}})
     assert resp.json()["status"] == "done"

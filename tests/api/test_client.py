@@ -1,0 +1,78 @@
+"""The Python SDK against the real API over HTTP (uvicorn, real Redis, SQLite store): calls, errors, retries."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+
+import httpx
+import pytest
+from apikit import free_port, random_arch, store_scores
+
+from zcscore.client import ApiError, AsyncClient, Client, JobTimeout
+
+
+@pytest.fixture
+def client(api):
+    with Client(api.url, retries=0) as c:
+        yield c
+
+
+def test_submit_wait_and_read_a_cached_job_as_records_and_frame(api, client) -> None:
+    archs = [random_arch(5000 + i) for i in range(4)]
+    store_scores(api, archs, "params", [1.5, math.inf, math.nan, 0.25], seed=3)
+    job = client.submit(archs, ["params"], seed=3)
+    assert client.wait(job, timeout=10)["status"] == "done"
+    records = client.scores(job, page_size=1)  # one arch per page: the cursor is followed
+    assert [r.arch for r in records] == archs
+    assert [r.score for r in records][:2] == [1.5, math.inf] and math.isnan(records[2].score)
+    assert all(r.error is None and r.proxy == "params" for r in records)
+    frame = client.dataframe(job)
+    assert list(frame["arch"]) == archs and frame["score"].iloc[3] == 0.25
+    assert client.score(archs[:1], ["params"], seed=3, timeout=10)[0].score == 1.5
+    assert client.top("params", k=1, seed=3)[0]["score"] == "inf"
+    assert client.lookup(archs[3], "params")[0]["score"] == 0.25
+    assert b"params" in client.export(proxy="params")
+    assert "zico" in [p["name"] for p in client.proxies()]
+    assert "nb201" in [s["name"] for s in client.spaces()]
+    assert client.population("ensemble:params+flops", seed=3)["population_size"] == 0  # no flops stored
+
+
+def test_errors_carry_the_server_message_and_field(client) -> None:
+    with pytest.raises(ApiError) as bad:
+        client.submit(["|not an arch|"], ["params"])
+    assert bad.value.status == 422 and bad.value.field is not None and "archs" in bad.value.field
+    with pytest.raises(ApiError) as missing:
+        client.status("no-such-job")
+    assert missing.value.status == 404 and "unknown job" in missing.value.message
+    with pytest.raises(ApiError) as proxy:
+        client.top("nope")
+    assert proxy.value.status == 422 and "nope" in proxy.value.message
+
+
+def test_wait_times_out_on_a_job_that_cannot_finish(api, client) -> None:
+    job = client.submit([random_arch(5100)], ["params"], seed=99)  # queued: no workers in this fixture
+    with pytest.raises(JobTimeout):
+        client.wait(job, timeout=0.3, poll_s=0.1)
+
+
+def test_connection_errors_are_retried_with_backoff_then_raised() -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    t0 = time.monotonic()
+    with Client(dead, retries=2, backoff_s=0.1) as c, pytest.raises(httpx.ConnectError):
+        c.proxies()
+    assert time.monotonic() - t0 >= 0.3  # 0.1 + 0.2 between the three attempts
+
+
+def test_async_client_speaks_the_same_calls(api) -> None:
+    archs = [random_arch(5200 + i) for i in range(2)]
+    store_scores(api, archs, "params", [2.0, 3.0], seed=4)
+
+    async def run() -> list[float]:
+        async with AsyncClient(api.url, retries=0) as c:
+            assert "zico" in [p["name"] for p in await c.proxies()]
+            records = await c.score(archs, ["params"], seed=4, timeout=10)
+            return [r.score for r in records]
+
+    assert asyncio.run(run()) == [2.0, 3.0]
