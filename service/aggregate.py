@@ -28,14 +28,16 @@ def log_rank_sum(columns: Sequence[Sequence[float]]) -> np.ndarray:
     """
     if not columns:
         raise ValueError("no columns to aggregate")
-    return np.sum([np.log(rankdata(_column(c)) / len(c)) for c in columns], axis=0)
+    total: np.ndarray = np.sum([np.log(rankdata(_column(c)) / len(c)) for c in columns], axis=0)
+    return total
 
 
 def rank_sum(columns: Sequence[Sequence[float]]) -> np.ndarray:
     """TE-NAS aggregation (AZ-NAS ``tss_general.ipynb``): ``sum_k rankdata(column_k)``, NaN ranked lowest."""
     if not columns:
         raise ValueError("no columns to aggregate")
-    return np.sum([rankdata(_column(c)) for c in columns], axis=0)
+    total: np.ndarray = np.sum([rankdata(_column(c)) for c in columns], axis=0)
+    return total
 
 
 def vkdnw_single(columns: Sequence[Sequence[float]]) -> np.ndarray:
@@ -88,8 +90,9 @@ def _ensemble(spec: ProxySpec, columns: Mapping[str, Sequence[float]]) -> np.nda
         elif member.aggregation == "log_rank":  # its components are terms of the same sum
             terms.extend(_column(columns[c], get_spec(c).higher_is_better) for c in member.components)
         else:
-            terms.append(_column(aggregate(member, columns)))
-    return np.sum([np.log(rankdata(t) / len(t)) for t in terms], axis=0)
+            terms.append(_column(aggregate(member, columns).tolist()))
+    total: np.ndarray = np.sum([np.log(rankdata(t) / len(t)) for t in terms], axis=0)
+    return total
 
 
 def population_records(

@@ -210,10 +210,10 @@ def _run_bench(args: argparse.Namespace, proxies: list[str], archs: list[str]) -
         "wall_s": round(time.perf_counter() - t0, 3),
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    missing = journal.remaining(archs)
-    if missing:
+    left = journal.remaining(archs)
+    if left:
         _write_meta(args.out, {**meta, "complete": False})
-        log.warning("bench stopped with %d archs left; re-run the same command to resume", len(missing))
+        log.warning("bench stopped with %d archs left; re-run the same command to resume", len(left))
         return EXIT_INCOMPLETE
     distinct = list(dict.fromkeys(archs))
     population = [
