@@ -49,6 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=zcscore.__version__,
         lifespan=lifespan,
         description="Zero-cost NAS proxy scoring service: submit archs, get faithful proxy scores.",
+        generate_unique_id_function=lambda route: route.name,  # operationIds = the route functions' names
     )
     app.include_router(jobs.router)
     app.include_router(scores.router)

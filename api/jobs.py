@@ -3,31 +3,38 @@
 from __future__ import annotations
 
 import math
-from typing import Annotated
+import time
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Header, Query
+from fastapi import APIRouter, Depends, Header, Query, Response
 
 from zcscore.aggregate import population_records
 from zcscore.api.deps import ServicesDep, require_writer
 from zcscore.api.errors import field_error
-from zcscore.api.schemas import JobAccepted, JobRequest, JobStatus, ScoreItem, ScorePage
+from zcscore.api.schemas import JobAccepted, JobList, JobRequest, JobStatus, JobSummary, ScoreItem, ScorePage
 from zcscore.proxies.catalog import ProxySpec, get_spec
 from zcscore.records import ScoreRecord
 from zcscore.storage.keys import decode_score, json_components, json_score
 from zcscore.storage.models import JobTask, Score
-from zcscore.storage.store import IdempotencyConflict
+from zcscore.storage.store import IdempotencyConflict, Progress, SqlStore
 from zcscore.workers.jobs import PlanError, plan_job, submit
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
+MAX_WAIT_S = 30.0  # bound of the ?wait= long-poll
+POLL_S = 0.1
 
 
 @router.post("/jobs", status_code=202, dependencies=[Depends(require_writer)])
 def submit_job(
     req: JobRequest,
     services: ServicesDep,
+    response: Response,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> JobAccepted:
-    """Queue a scoring job; stored scores are reused and a repeated Idempotency-Key returns the same job."""
+    """Queue a scoring job; stored scores are reused and a repeated Idempotency-Key returns the same job.
+
+    The ``Location`` header points at the job's status.
+    """
     try:
         plan = plan_job(req.space, req.archs, req.proxies, req.config.seed, req.config.num_classes, services.settings)
         job_id, created, cached = submit(services.store, services.redis, services.names, plan, idempotency_key)
@@ -41,16 +48,61 @@ def submit_job(
         services.metrics.cached.inc(cached)
     prog = services.store.progress(job_id)
     assert prog is not None
+    response.headers["Location"] = f"/v1/jobs/{job_id}"
     return JobAccepted(id=job_id, status=prog.status, total=prog.total)
 
 
+@router.get("/jobs")
+def list_jobs(
+    services: ServicesDep,
+    status: Literal["queued", "running", "done", "failed"] | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> JobList:
+    """Jobs, newest first, optionally only those in one ``status``."""
+    store = services.store
+    items: list[JobSummary] = []
+    before = None
+    while len(items) < limit:
+        jobs = store.recent_jobs(max(limit, 100), before)
+        for job in jobs:
+            prog = store.progress(job.id)
+            if prog is not None and (status is None or prog.status == status):
+                status_ = _status(store, prog)
+                items.append(
+                    JobSummary(
+                        **status_.model_dump(),
+                        space=job.space,
+                        proxies=job.proxies,
+                        created_at=job.created_at.isoformat(),
+                    )
+                )
+                if len(items) == limit:
+                    break
+        if len(jobs) < max(limit, 100):
+            break
+        before = jobs[-1].created_at
+    return JobList(items=items)
+
+
 @router.get("/jobs/{job_id}")
-def job_status(job_id: str, services: ServicesDep) -> JobStatus:
-    """Progress of a job in arch x proxy tasks."""
-    prog = services.store.progress(job_id)
-    if prog is None:
-        raise field_error(["path", "job_id"], f"unknown job {job_id!r}", 404, "not_found")
-    failures = services.store.failure_codes(job_id) if prog.failed else {}
+def job_status(
+    job_id: str,
+    services: ServicesDep,
+    wait: Annotated[float, Query(ge=0, le=MAX_WAIT_S, description="long-poll: seconds to wait for the end")] = 0,
+) -> JobStatus:
+    """Progress of a job in arch x proxy tasks; with ``wait``, answers when it ends or after ``wait`` seconds."""
+    deadline = time.monotonic() + wait
+    while True:
+        prog = services.store.progress(job_id)
+        if prog is None:
+            raise field_error(["path", "job_id"], f"unknown job {job_id!r}", 404, "not_found")
+        if prog.status in ("done", "failed") or time.monotonic() >= deadline:
+            return _status(services.store, prog)
+        time.sleep(POLL_S)
+
+
+def _status(store: SqlStore, prog: Progress) -> JobStatus:
+    failures = store.failure_codes(prog.id) if prog.failed else {}
     return JobStatus(
         id=prog.id, status=prog.status, done=prog.done, failed=prog.failed, total=prog.total, failures=failures
     )

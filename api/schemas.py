@@ -48,6 +48,20 @@ class JobStatus(BaseModel):
     failures: dict[str, int] = Field(default_factory=dict, description="failed tasks by error code")
 
 
+class JobSummary(JobStatus):
+    """A job in ``GET /v1/jobs``: its progress plus what was asked."""
+
+    space: str
+    proxies: list[str]
+    created_at: str = Field(description="ISO 8601, UTC")
+
+
+class JobList(BaseModel):
+    """Jobs, newest first."""
+
+    items: list[JobSummary]
+
+
 class ScoreItem(BaseModel):
     """One arch x proxy score (score: null for NaN, "inf"/"-inf" for infinities)."""
 

@@ -126,8 +126,12 @@ class _Calls:
         return Call("POST", "/v1/jobs", lambda r: str(r.json()["id"]), json=body, headers=headers)
 
     @staticmethod
-    def status(job_id: str) -> Call:
-        return Call("GET", f"/v1/jobs/{job_id}", _json)
+    def status(job_id: str, wait: float = 0.0) -> Call:
+        return Call("GET", f"/v1/jobs/{job_id}", _json, {"wait": round(wait, 3)} if wait > 0 else {})
+
+    @staticmethod
+    def jobs(status: str | None, limit: int) -> Call:
+        return Call("GET", "/v1/jobs", lambda r: r.json()["items"], _drop_none({"status": status, "limit": limit}))
 
     @staticmethod
     def scores_page(job_id: str, limit: int, cursor: str | None) -> Call:
@@ -218,19 +222,22 @@ class Client(_Base):
         return status
 
     def wait(
-        self, job_id: str, timeout: float | None = None, poll_s: float = 0.5, progress: bool = False
+        self, job_id: str, timeout: float | None = None, poll_s: float = 10.0, progress: bool = False
     ) -> dict[str, Any]:
-        """Poll until the job is done or failed (a progress bar on stderr with ``progress``); returns its status."""
+        """Long-poll until the job is done or failed (a progress bar on stderr with ``progress``); returns its status.
+
+        Each request waits up to ``poll_s`` seconds on the server (``GET /v1/jobs/{id}?wait=``).
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
         with _Progress(progress, job_id) as bar:
             while True:
-                status = self.status(job_id)
+                left = poll_s if deadline is None else min(poll_s, max(deadline - time.monotonic(), 0.0))
+                status: dict[str, Any] = self._run(_Calls.status(job_id, left))
                 bar.update(status)
                 if status["status"] in DONE_STATES:
                     return status
-                if deadline is not None and time.monotonic() > deadline:
+                if deadline is not None and time.monotonic() >= deadline:
                     raise JobTimeout(f"job {job_id} not finished after {timeout} s: {status}")
-                time.sleep(poll_s)
 
     def scores(self, job_id: str, page_size: int = 1000) -> list[ScoreRecord]:
         """Every score of a job as records, one per arch x requested proxy, in request order."""
@@ -242,6 +249,11 @@ class Client(_Base):
             cursor = page.get("next")
             if not cursor:
                 return [score_record(i) for i in items]
+
+    def jobs(self, status: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """Jobs, newest first (``status``: queued, running, done or failed)."""
+        items: list[dict[str, Any]] = self._run(_Calls.jobs(status, limit))
+        return items
 
     def dataframe(self, job_id: str) -> Any:
         """A job's scores as a pandas DataFrame (one row per arch x proxy)."""
@@ -333,16 +345,16 @@ class AsyncClient(_Base):
         status: dict[str, Any] = await self._run(_Calls.status(job_id))
         return status
 
-    async def wait(self, job_id: str, timeout: float | None = None, poll_s: float = 0.5) -> dict[str, Any]:
-        """Poll until the job is done or failed; returns its status."""
+    async def wait(self, job_id: str, timeout: float | None = None, poll_s: float = 10.0) -> dict[str, Any]:
+        """Long-poll until the job is done or failed; returns its status."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            status = await self.status(job_id)
+            left = poll_s if deadline is None else min(poll_s, max(deadline - time.monotonic(), 0.0))
+            status: dict[str, Any] = await self._run(_Calls.status(job_id, left))
             if status["status"] in DONE_STATES:
                 return status
-            if deadline is not None and time.monotonic() > deadline:
+            if deadline is not None and time.monotonic() >= deadline:
                 raise JobTimeout(f"job {job_id} not finished after {timeout} s: {status}")
-            await asyncio.sleep(poll_s)
 
     async def scores(self, job_id: str, page_size: int = 1000) -> list[ScoreRecord]:
         """Every score of a job as records."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal
 
 from sqlalchemy import Engine, case, create_engine, event, func, select, update
@@ -186,6 +187,14 @@ class SqlStore:
                 .where(JobTask.job_id == job_id)
             ).one()
         return Progress(job_id, job.total, int(done), int(failed))
+
+    def recent_jobs(self, limit: int, before: datetime | None = None) -> list[Job]:
+        """Jobs newest first (``created_at`` strictly before ``before`` when given)."""
+        q = select(Job)
+        if before is not None:
+            q = q.where(Job.created_at < before)
+        with self.session() as s:
+            return list(s.scalars(q.order_by(Job.created_at.desc(), Job.id).limit(limit)))
 
     def failure_codes(self, job_id: str) -> dict[str, int]:
         """How many of a job's tasks failed, by error code (the part of the stored error before ``:``)."""

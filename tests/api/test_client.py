@@ -22,6 +22,8 @@ def client(api):
 def test_submit_wait_and_read_a_cached_job_as_records_and_frame(api, client) -> None:
     archs = [random_arch(5000 + i) for i in range(4)]
     store_scores(api, archs, "params", [1.5, math.inf, math.nan, 0.25], seed=3)
+    resp = api.client.post("/v1/jobs", json={"archs": archs, "proxies": ["params"], "config": {"seed": 3}})
+    assert resp.status_code == 202 and resp.headers["location"] == f"/v1/jobs/{resp.json()['id']}"
     job = client.submit(archs, ["params"], seed=3)
     assert client.wait(job, timeout=10)["status"] == "done"
     records = client.scores(job, page_size=1)  # one arch per page: the cursor is followed
@@ -53,8 +55,14 @@ def test_errors_carry_the_server_message_and_field(client) -> None:
 
 def test_wait_times_out_on_a_job_that_cannot_finish(api, client) -> None:
     job = client.submit([random_arch(5100)], ["params"], seed=99)  # queued: no workers in this fixture
+    t0 = time.monotonic()
     with pytest.raises(JobTimeout):
-        client.wait(job, timeout=0.3, poll_s=0.1)
+        client.wait(job, timeout=1.0)  # one long-poll request held by the server for the whole second
+    assert 0.9 <= time.monotonic() - t0 < 5
+    assert job in [j["id"] for j in client.jobs(status="queued")]
+    assert job not in [j["id"] for j in client.jobs(status="done")]
+    listed = client.jobs(limit=1)[0]
+    assert listed["id"] == job and listed["proxies"] == ["params"] and listed["space"] == "nb201"
 
 
 def test_connection_errors_are_retried_with_backoff_then_raised() -> None:
@@ -76,3 +84,11 @@ def test_async_client_speaks_the_same_calls(api) -> None:
             return [r.score for r in records]
 
     assert asyncio.run(run()) == [2.0, 3.0]
+
+
+def test_openapi_names_every_operation(api) -> None:
+    spec = api.client.get("/openapi.json").json()
+    ops = {op["operationId"] for path in spec["paths"].values() for op in path.values()}
+    assert {"submit_job", "list_jobs", "job_status", "job_scores", "top", "population", "export"} <= ops
+    wait = next(p for p in spec["paths"]["/v1/jobs/{job_id}"]["get"]["parameters"] if p["name"] == "wait")
+    assert wait["schema"]["maximum"] == 30
