@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 import zcscore
 from zcscore.api import jobs, meta, scores
 from zcscore.api.deps import Services
+from zcscore.api.errors import PROBLEM_RESPONSES, install_problem_handlers, problem
 from zcscore.api.metrics import Metrics
 from zcscore.settings import Settings, get_settings
 from zcscore.storage.store import open_store
@@ -28,9 +29,10 @@ def open_services(settings: Settings, metrics: Metrics) -> Services:
     return Services(settings, store, r, Names(settings.redis_prefix), metrics)
 
 
-def _too_large(limit: int) -> JSONResponse:
-    detail = [{"loc": ["body"], "msg": f"request body too large (limit {limit} bytes)", "type": "too_large"}]
-    return JSONResponse({"detail": detail}, status_code=413)
+def _too_large(limit: int, path: str) -> JSONResponse:
+    return problem(
+        413, [{"loc": ["body"], "msg": f"request body too large (limit {limit} bytes)", "type": "too_large"}], path
+    )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -50,7 +52,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         description="Zero-cost NAS proxy scoring service: submit archs, get faithful proxy scores.",
         generate_unique_id_function=lambda route: route.name,  # operationIds = the route functions' names
+        responses=PROBLEM_RESPONSES,
     )
+    install_problem_handlers(app)
     app.include_router(jobs.router)
     app.include_router(scores.router)
     app.include_router(meta.router)
@@ -61,10 +65,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         length = request.headers.get("content-length")
         if length is not None:
             if not length.isdigit():
-                detail = [{"loc": ["header", "content-length"], "msg": "invalid Content-Length", "type": "value_error"}]
-                return JSONResponse({"detail": detail}, status_code=400)
+                bad = [{"loc": ["header", "content-length"], "msg": "invalid Content-Length", "type": "value_error"}]
+                return problem(400, bad, request.url.path)
             if int(length) > limit:
-                return _too_large(limit)
+                return _too_large(limit, request.url.path)
         t0 = time.perf_counter()
         response = await call_next(request)
         route = getattr(request.scope.get("route"), "path", "unmatched")

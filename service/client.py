@@ -68,15 +68,12 @@ def raise_for(resp: httpx.Response) -> httpx.Response:
     except ValueError:
         raise ApiError(resp.status_code, resp.text.strip() or resp.reason_phrase) from None
     message, loc = resp.reason_phrase, None
-    detail = body.get("detail", body) if isinstance(body, dict) else body
-    if isinstance(detail, list) and detail and isinstance(detail[0], dict):
-        message = str(detail[0].get("msg", message))
-        loc = ".".join(str(p) for p in detail[0].get("loc", ())) or None
-    elif isinstance(detail, dict):
-        message = str(detail.get("detail") or detail.get("title") or detail.get("msg") or message)
-        loc = detail.get("field")
-    elif isinstance(detail, str):
-        message = detail
+    if isinstance(body, dict) and isinstance(body.get("errors"), list) and body["errors"]:  # problem+json
+        first = body["errors"][0]
+        message = str(first.get("msg") or body.get("detail") or message)
+        loc = ".".join(str(p) for p in first.get("loc", ())) or None
+    elif isinstance(body, dict) and body.get("detail"):
+        message = str(body["detail"])
     raise ApiError(resp.status_code, message, loc, body)
 
 

@@ -20,7 +20,7 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 def test_writes_need_a_bearer_key(secured: Server) -> None:
     assert secured.client.post("/v1/jobs", json=BODY).status_code == 401
     bad = secured.client.post("/v1/jobs", json=BODY, headers={"Authorization": "Bearer nope"})
-    assert bad.status_code == 401 and bad.json()["detail"][0]["loc"] == ["header", "authorization"]
+    assert bad.status_code == 401 and bad.json()["errors"][0]["loc"] == ["header", "authorization"]
     ok = secured.client.post("/v1/jobs", json=BODY, headers={"Authorization": "Bearer s3cret"})
     assert ok.status_code == 202
     assert secured.client.get(f"/v1/jobs/{ok.json()['id']}").status_code == 200

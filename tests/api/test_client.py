@@ -92,3 +92,26 @@ def test_openapi_names_every_operation(api) -> None:
     assert {"submit_job", "list_jobs", "job_status", "job_scores", "top", "population", "export"} <= ops
     wait = next(p for p in spec["paths"]["/v1/jobs/{job_id}"]["get"]["parameters"] if p["name"] == "wait")
     assert wait["schema"]["maximum"] == 30
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", "/v1/nowhere", 404),
+        ("DELETE", "/v1/proxies", 405),
+        ("GET", "/v1/jobs/nope", 404),
+        ("GET", "/v1/top", 422),
+    ],
+)
+def test_every_error_is_problem_json(api, method: str, path: str, status: int) -> None:
+    resp = api.client.request(method, path)
+    assert resp.status_code == status and resp.headers["content-type"].startswith("application/problem+json")
+    body = resp.json()
+    assert body["status"] == status and body["title"] and body["instance"] == path
+    assert isinstance(body["detail"], str) and isinstance(body["errors"], list) and body["errors"]
+
+
+def test_openapi_declares_the_bearer_scheme(api) -> None:
+    spec = api.client.get("/openapi.json").json()
+    assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    assert {"HTTPBearer": []} in spec["paths"]["/v1/jobs"]["post"]["security"]

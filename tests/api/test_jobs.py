@@ -45,7 +45,7 @@ BAD_BODIES = [
 def test_bad_bodies_get_422_naming_the_field(api, body: dict, field: str) -> None:
     resp = api.client.post("/v1/jobs", json=body)
     assert resp.status_code == 422, resp.text
-    locs = [".".join(str(p) for p in d["loc"][1:]) for d in resp.json()["detail"]]
+    locs = [".".join(str(p) for p in d["loc"][1:]) for d in resp.json()["errors"]]
     assert field in locs, locs
 
 
@@ -55,7 +55,7 @@ def test_malformed_json_body_and_too_large_body(api) -> None:
     big = {**OK, "archs": [EXAMPLE_ARCH] * 400}  # > 20 kB
     resp = api.client.post("/v1/jobs", json=big)
     assert resp.status_code == 413
-    assert resp.json()["detail"][0]["loc"] == ["body"]
+    assert resp.json()["errors"][0]["loc"] == ["body"]
 
 
 @pytest.mark.parametrize(
@@ -75,7 +75,7 @@ def test_malformed_json_body_and_too_large_body(api) -> None:
 def test_bad_queries(api, path: str, status: int, field: str) -> None:
     resp = api.client.get(path)
     assert resp.status_code == status, resp.text
-    assert field in [d["loc"][-1] for d in resp.json()["detail"]]
+    assert field in [d["loc"][-1] for d in resp.json()["errors"]]
 
 
 def test_submit_enqueues_one_message_per_distinct_arch_and_is_idempotent(api) -> None:

@@ -45,7 +45,7 @@ def test_first_job_without_data_is_refused_at_submission(tmp_path: Path) -> None
         body = {"space": "nb201", "archs": [EXAMPLE_ARCH], "proxies": ["zico", "flops"], "config": {"seed": 1}}
         refused = client.post("/v1/jobs", json=body)
         assert refused.status_code == 422
-        (detail,) = refused.json()["detail"]
+        (detail,) = refused.json()["errors"]
         assert detail["loc"] == ["body", "proxies", 0] and detail["msg"].startswith("data_unavailable: zico")
         assert "ZCSCORE_DATA_DIR" in detail["msg"] and "zcscore data fetch" in detail["msg"]
         queued = client.get("/metrics").text

@@ -78,7 +78,7 @@ def test_cli_and_service_score_the_toy_space(tmp_path: Path) -> None:
             refused = client.post("/v1/jobs", json={"space": "toy", "archs": ARCHS, "proxies": ["epsinas"]})
             assert refused.status_code == 422 and "not defined for space toy" in refused.text
             invalid = client.post("/v1/jobs", json={"space": "toy", "archs": ["c3", "c3-q"], "proxies": ["params"]})
-            assert invalid.status_code == 422 and invalid.json()["detail"][0]["loc"] == ["body", "archs", 1]
+            assert invalid.status_code == 422 and invalid.json()["errors"][0]["loc"] == ["body", "archs", 1]
             job = client.post("/v1/jobs", json={"space": "toy", "archs": ARCHS, "proxies": PROXIES})
             assert job.status_code == 202, job.text
             assert wait_job(client, job.json()["id"])["status"] == "done"
@@ -127,7 +127,7 @@ MBV2 = "r32-s16-[e1k3s1d1w16][e4k5s2d1w24]-l64"
 def score_builtin_spaces(client: httpx.Client) -> dict[str, list[dict]]:
     """A JSON DAG, an NB101 cell and a small MobileNetV2 net through the running service; refusals at the door."""
     refused = client.post("/v1/jobs", json={"space": "mbv2", "archs": [MBV2], "proxies": ["params", "zico"]})
-    assert refused.status_code == 422 and refused.json()["detail"][0]["loc"] == ["body", "proxies", 1]
+    assert refused.status_code == 422 and refused.json()["errors"][0]["loc"] == ["body", "proxies", 1]
     assert "not defined for space mbv2" in refused.text
     out = {}
     for space, arch, proxies in (
