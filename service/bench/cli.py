@@ -72,6 +72,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="COL=VALUE",
         help="with --compare: keep only rows whose column COL is VALUE, in files that have COL (repeatable)",
     )
+    parser.add_argument(
+        "--partial",
+        action="store_true",
+        help="when the run stops incomplete (--limit, interrupted), still report over the archs done so far",
+    )
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
@@ -212,23 +217,38 @@ def _run_bench(args: argparse.Namespace, proxies: list[str], archs: list[str]) -
     }
     left = journal.remaining(archs)
     if left:
-        _write_meta(args.out, {**meta, "complete": False})
+        done = [a for a in dict.fromkeys(archs) if not journal.missing(a)]
+        _write_meta(args.out, {**meta, "complete": False, "done_archs": len(done)})
         log.warning("bench stopped with %d archs left; re-run the same command to resume", len(left))
+        if args.partial and done:
+            population = [
+                r for p in proxies if get_spec(p).population for r in population_records(get_spec(p), done, journal)
+            ]
+            journal.finalize(done + left, population, _row_order(proxies))
+            render(args.out, plots=not args.no_plots, partial=True)
+            log.info("wrote a partial report over %d archs: %s/report.md", len(done), args.out)
         return EXIT_INCOMPLETE
     distinct = list(dict.fromkeys(archs))
     population = [
         r for p in proxies if get_spec(p).population for r in population_records(get_spec(p), distinct, journal)
     ]
+    journal.finalize(archs, population, _row_order(proxies))
+    _write_meta(args.out, {**meta, "complete": True})
+    render(args.out, plots=not args.no_plots)
+    log.info("wrote %s/{scores.csv,summary.csv,report.md}", args.out)
+    return 0
+
+
+def _row_order(proxies: list[str]) -> list[str]:
+    """Proxy order of the final scores file: each population proxy after its components."""
+    from zcscore.proxies.catalog import get_spec
+
     order: dict[str, None] = {}
     for p in proxies:
         spec = get_spec(p)
         for name in (*spec.components, p) if spec.population else (p,):
             order.setdefault(name, None)
-    journal.finalize(archs, population, list(order))
-    _write_meta(args.out, {**meta, "complete": True})
-    render(args.out, plots=not args.no_plots)
-    log.info("wrote %s/{scores.csv,summary.csv,report.md}", args.out)
-    return 0
+    return list(order)
 
 
 def _write_meta(out: Path, meta: dict[str, Any]) -> None:
@@ -242,8 +262,8 @@ def _write_meta(out: Path, meta: dict[str, Any]) -> None:
     (out / "run.json").write_text(json.dumps(meta, indent=2) + "\n")
 
 
-def render(out: Path, plots: bool = True) -> Path:
-    """(Re)write summary.csv, plots and report.md from the files in ``out``."""
+def render(out: Path, plots: bool = True, partial: bool = False) -> Path:
+    """(Re)write summary.csv, plots and report.md from the files in ``out`` (``partial``: over the done archs)."""
     from zcscore.bench.published import PAPER_C10_COLUMN
     from zcscore.bench.report import read_speed, write_report
     from zcscore.bench.scorefile import read_rows
@@ -252,7 +272,13 @@ def render(out: Path, plots: bool = True) -> Path:
     meta_file = out / "run.json"
     meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
     space = meta.get("space", "nb201")
-    rows = read_rows(out / "scores.csv") if meta.get("complete", False) else []
+    rows = read_rows(out / "scores.csv") if meta.get("complete", False) or partial else []
+    if partial:  # only archs with every direct proxy scored
+        have: dict[str, set[str]] = {}
+        for r in rows:
+            have.setdefault(r.arch, set()).add(r.proxy)
+        need = max(map(len, have.values()), default=0)
+        rows = [r for r in rows if len(have[r.arch]) == need]
     archs = list(dict.fromkeys(r.arch for r in rows))
     summary = summarize(rows, archs, space=space) if rows else read_summary(out / "summary.csv")
     if rows:

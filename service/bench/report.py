@@ -33,6 +33,8 @@ def _run_lines(meta: dict[str, Any]) -> list[str]:
         "device_name",
         "threads",
         "workers",
+        "complete",
+        "done_archs",
         "resumed_archs",
         "scored_archs",
         "wall_s",

@@ -138,3 +138,13 @@ def test_reuse_takes_earlier_rows_and_scores_only_the_missing_proxies(tmp_path: 
     assert {r.arch: r.fields for r in rows if r.proxy == "params"} == earlier  # taken as is, not re-scored
     assert len([r for r in rows if r.proxy == "flops"]) == 5
     assert _meta(second)["scored_archs"] == 5 and "--reuse" in _meta(second)["command"]
+
+
+def test_partial_report_over_the_archs_done_so_far(tmp_path: Path, data_dir: Path) -> None:
+    out = tmp_path / "partial"
+    common = ["bench", *ARGS, "--sample", "5", "--seed", "4", "--out", str(out)]
+    assert main([*common, "--limit", "2", "--partial"]) == 3
+    summary = (out / "summary.csv").read_text().splitlines()
+    assert [line.split(",")[:2] for line in summary[1:]] == [["params", "2"], ["flops", "2"]]
+    assert _meta(out)["done_archs"] == 2 and "done_archs" in (out / "report.md").read_text()
+    assert main(common) == 0 and len(read_rows(out / "scores.csv")) == 10  # resumes: the 3 others, nothing twice
