@@ -55,7 +55,7 @@ def submit_job(
 @router.get("/jobs")
 def list_jobs(
     services: ServicesDep,
-    status: Literal["queued", "running", "done", "failed"] | None = None,
+    status: Literal["queued", "running", "done", "failed", "cancelled"] | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> JobList:
     """Jobs, newest first, optionally only those in one ``status``."""
@@ -66,8 +66,8 @@ def list_jobs(
         jobs = store.recent_jobs(max(limit, 100), before)
         for job in jobs:
             prog = store.progress(job.id)
-            if prog is not None and (status is None or prog.status == status):
-                status_ = _status(store, prog)
+            status_ = _status(store, prog) if prog is not None else None
+            if status_ is not None and (status is None or status_.status == status):
                 items.append(
                     JobSummary(
                         **status_.model_dump(),
@@ -96,16 +96,25 @@ def job_status(
         prog = services.store.progress(job_id)
         if prog is None:
             raise field_error(["path", "job_id"], f"unknown job {job_id!r}", 404, "not_found")
-        if prog.status in ("done", "failed") or time.monotonic() >= deadline:
+        if prog.status in ("done", "failed") or time.monotonic() >= deadline:  # a cancelled job counts as failed
             return _status(services.store, prog)
         time.sleep(POLL_S)
 
 
+@router.delete("/jobs/{job_id}", dependencies=[Depends(require_writer)])
+def cancel_job(job_id: str, services: ServicesDep) -> JobStatus:
+    """Cancel a job: its queued work is dropped (workers skip it), scores already stored are kept."""
+    if not services.store.cancel_job(job_id):
+        raise field_error(["path", "job_id"], f"unknown job {job_id!r}", 404, "not_found")
+    prog = services.store.progress(job_id)
+    assert prog is not None
+    return _status(services.store, prog)
+
+
 def _status(store: SqlStore, prog: Progress) -> JobStatus:
     failures = store.failure_codes(prog.id) if prog.failed else {}
-    return JobStatus(
-        id=prog.id, status=prog.status, done=prog.done, failed=prog.failed, total=prog.total, failures=failures
-    )
+    state = "cancelled" if "cancelled" in failures else prog.status
+    return JobStatus(id=prog.id, status=state, done=prog.done, failed=prog.failed, total=prog.total, failures=failures)
 
 
 def _item(task: JobTask, score: Score | None) -> ScoreItem:

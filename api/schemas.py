@@ -41,7 +41,7 @@ class JobStatus(BaseModel):
     """Progress of a job, in arch x proxy tasks."""
 
     id: str
-    status: Literal["queued", "running", "done", "failed"]
+    status: Literal["queued", "running", "done", "failed", "cancelled"]
     done: int
     failed: int
     total: int

@@ -23,7 +23,7 @@ import httpx
 from zcscore.records import ScoreRecord
 
 DEFAULT_URL = "http://127.0.0.1:8000"
-DONE_STATES = frozenset({"done", "failed"})
+DONE_STATES = frozenset({"done", "failed", "cancelled"})
 
 
 class ApiError(Exception):
@@ -125,6 +125,10 @@ class _Calls:
     @staticmethod
     def status(job_id: str, wait: float = 0.0) -> Call:
         return Call("GET", f"/v1/jobs/{job_id}", _json, {"wait": round(wait, 3)} if wait > 0 else {})
+
+    @staticmethod
+    def cancel(job_id: str) -> Call:
+        return Call("DELETE", f"/v1/jobs/{job_id}", _json)
 
     @staticmethod
     def jobs(status: str | None, limit: int) -> Call:
@@ -246,6 +250,11 @@ class Client(_Base):
             cursor = page.get("next")
             if not cursor:
                 return [score_record(i) for i in items]
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        """Cancel a job (queued work dropped, stored scores kept); returns its status."""
+        status: dict[str, Any] = self._run(_Calls.cancel(job_id))
+        return status
 
     def jobs(self, status: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
         """Jobs, newest first (``status``: queued, running, done or failed)."""

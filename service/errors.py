@@ -18,6 +18,7 @@ INPUT_CODES = {
     "too_large": "the network does not fit the memory limit",
     "proxy_error": "the proxy's computation raised for this network",
     "build_error": "the network could not be built",
+    "cancelled": "the job was cancelled before this task ran",
 }
 TRANSIENT_CODES = {
     "actor_died": "the scoring process died",

@@ -265,6 +265,35 @@ class SqlStore:
                 )
             )
 
+    def cancel_job(self, job_id: str) -> bool:
+        """Cancel a job: its tasks without a score get the ``cancelled`` error and it is marked finished.
+
+        Scores already stored stay. Returns False for an unknown job. Idempotent.
+        """
+        scored = select(Score.cache_key).where(Score.cache_key == JobTask.cache_key).exists()
+        with self.session.begin() as s:
+            if s.get(Job, job_id) is None:
+                return False
+            s.execute(
+                update(JobTask)
+                .where(JobTask.job_id == job_id, JobTask.error.is_(None), ~scored)
+                .values(error="cancelled: the job was cancelled before this task ran")
+                .execution_options(synchronize_session=False)
+            )
+            s.execute(update(Job).where(Job.id == job_id).values(finished=True))
+        return True
+
+    def live_keys(self, cache_keys: Sequence[str]) -> set[str]:
+        """The subset of ``cache_keys`` that some job still waits for (a task without an error)."""
+        found: set[str] = set()
+        keys = list(dict.fromkeys(cache_keys))
+        with self.session() as s:
+            for i in range(0, len(keys), 1000):
+                chunk = keys[i : i + 1000]
+                q = select(JobTask.cache_key).where(JobTask.cache_key.in_(chunk), JobTask.error.is_(None)).distinct()
+                found.update(s.scalars(q))
+        return found
+
     def mark_finished(self, job_id: str) -> None:
         """Flag a job whose every task is done or failed (the reconciler skips it afterwards)."""
         with self.session.begin() as s:

@@ -171,7 +171,7 @@ class Dispatcher:
             self.r.xclaim(self.names.tasks, GROUP, self.consumer, 0, ids, justid=True)
 
     def _accept(self, entries: list[tuple[Any, dict[Any, Any]]]) -> None:
-        """Skip already-scored work, count attempts, dead-letter exhausted tasks, buffer the rest."""
+        """Skip scored or unwanted (cancelled) work, count attempts, dead-letter exhausted tasks, buffer the rest."""
         if not entries:
             return
         pending = []
@@ -183,9 +183,11 @@ class Dispatcher:
             except Exception as exc:  # malformed entry: dead-letter it
                 self.r.xadd(self.names.dead, {"entry": eid, "error": f"malformed: {exc}"})
                 self.r.xack(self.names.tasks, GROUP, eid)
-        existing = self.store.existing_keys([k for p in pending for k in p.keys.values()])
+        keys = [k for p in pending for k in p.keys.values()]
+        existing = self.store.existing_keys(keys)
+        live = self.store.live_keys([k for k in keys if k not in existing])  # no job waits for the rest (cancelled)
         for p in pending:
-            left = tuple(q for q in p.msg.proxies if p.keys[q] not in existing)
+            left = tuple(q for q in p.msg.proxies if p.keys[q] not in existing and p.keys[q] in live)
             if not left:
                 self._ack([p])
                 continue
@@ -197,8 +199,27 @@ class Dispatcher:
             else:
                 self.buffer.append(p)
 
+    def _drop_unwanted(self) -> None:
+        """Ack buffered work that no job waits for any more (a job cancelled after its tasks were read)."""
+        if not self.buffer:
+            return
+        live = self.store.live_keys([k for p in self.buffer for k in p.keys.values()])
+        kept = []
+        for p in self.buffer:
+            left = tuple(q for q in p.msg.proxies if p.keys[q] in live)
+            if not left:
+                self._ack([p])
+                continue
+            if left != p.msg.proxies:
+                p.msg = p.msg.only(left)
+                p.keys = dict(p.msg.keys)
+            kept.append(p)
+        self.buffer = kept
+
     def _assign(self) -> None:
         now = time.time()
+        if self.pool.free():
+            self._drop_unwanted()
         for slot in self.pool.free():
             ready = [p for p in self.buffer if p.msg.not_before <= now]  # retries wait out their backoff
             if not ready:

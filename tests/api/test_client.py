@@ -115,3 +115,22 @@ def test_openapi_declares_the_bearer_scheme(api) -> None:
     spec = api.client.get("/openapi.json").json()
     assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
     assert {"HTTPBearer": []} in spec["paths"]["/v1/jobs"]["post"]["security"]
+
+
+def test_cancel_drops_queued_work_and_keeps_stored_scores(api, client) -> None:
+    scored, queued = random_arch(5300), random_arch(5301)
+    store_scores(api, [scored], "params", [4.0], seed=5)
+    job = client.submit([scored, queued], ["params"], seed=5)
+    assert client.status(job)["status"] == "running"  # one of two tasks is already stored
+    status = client.cancel(job)
+    assert status["status"] == "cancelled" and status["done"] == 1 and status["failures"] == {"cancelled": 1}
+    assert client.cancel(job) == status  # idempotent
+    assert client.wait(job, timeout=5)["status"] == "cancelled"
+    assert job in [j["id"] for j in client.jobs(status="cancelled")]
+    records = client.scores(job)
+    assert records[0].score == 4.0 and records[1].error is not None and records[1].error.startswith("cancelled")
+    done = client.submit([scored], ["params"], seed=5)
+    assert client.cancel(done)["status"] == "done"  # nothing left to cancel
+    with pytest.raises(ApiError) as missing:
+        client.cancel("no-such-job")
+    assert missing.value.status == 404

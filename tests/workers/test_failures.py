@@ -61,9 +61,14 @@ def test_first_job_without_data_is_refused_at_submission(tmp_path: Path) -> None
     assert "alembic" not in log.lower()  # third-party INFO noise is off by default
 
 
-def test_one_proxy_failing_for_one_arch_leaves_the_rest_scored_and_is_attempted_once(tmp_path: Path) -> None:
+def test_one_proxy_failing_for_one_arch_is_attempted_once_and_a_cancel_drops_queued_work(tmp_path: Path) -> None:
     tally = tmp_path / "builds.txt"
-    env = {"ZCSCORE_HOME": str(tmp_path / "home"), "ZCSCORE_PLUGINS": TOY, "ZCS_TOY_TALLY": str(tally)}
+    env = {
+        "ZCSCORE_HOME": str(tmp_path / "home"),
+        "ZCSCORE_PLUGINS": TOY,
+        "ZCS_TOY_TALLY": str(tally),
+        "ZCSCORE_BATCH_SIZE": "2",
+    }
     proc, client = serve(tmp_path, env)
     archs = ["c3-big64-c1", "c3-c1", "p-c5", "c1"]
     proxies = ["params", "flops", "intrain", "zico"]
@@ -72,6 +77,7 @@ def test_one_proxy_failing_for_one_arch_leaves_the_rest_scored_and_is_attempted_
         assert job.status_code == 202, job.text
         status = wait_job(client, job.json()["id"])
         rows = all_scores(client, job.json()["id"])
+        _cancel_mid_job(client, tally)
     finally:
         client.close()
         stop(proc)
@@ -83,6 +89,24 @@ def test_one_proxy_failing_for_one_arch_leaves_the_rest_scored_and_is_attempted_
     assert bad["error"] == "proxy_error: RuntimeError: toy op big64 refuses 64x64 inputs"
     assert all(r["score"] is not None for r in rows if r is not bad)
     assert tally.read_text().splitlines().count("c3-big64-c1") == 1  # a deterministic error: attempted once
+
+
+def _cancel_mid_job(client: httpx.Client, tally: Path) -> None:
+    """Cancel a job mid-run: queued work is dropped (the workers go idle), stored scores are kept."""
+    archs = [chain(i, prefix="wait200") for i in range(40)]
+    job = client.post("/v1/jobs", json={"space": "toy", "archs": archs, "proxies": ["params"]}).json()
+    wait_done(client, job["id"], 2)
+    cancelled = client.delete(f"/v1/jobs/{job['id']}").json()
+    assert cancelled["status"] == "cancelled" and cancelled["failures"]["cancelled"] >= 1
+    time.sleep(3)  # past the end of the batches in flight at the cancel (2 archs per actor call)
+    built = [a for a in tally.read_text().splitlines() if a.startswith("wait200")]
+    time.sleep(1)
+    assert [a for a in tally.read_text().splitlines() if a.startswith("wait200")] == built  # idle: work dropped
+    status = client.get(f"/v1/jobs/{job['id']}").json()
+    assert status["status"] == "cancelled" and status["done"] + status["failed"] == len(archs)
+    assert cancelled["done"] <= status["done"] < len(archs) and len(built) < len(archs)
+    again = client.post("/v1/jobs", json={"space": "toy", "archs": archs[:3], "proxies": ["params"]}).json()
+    assert wait_job(client, again["id"])["status"] == "done"  # a new job still gets its work scored
 
 
 def test_kill_the_serve_process_group_mid_job_then_restart(tmp_path: Path) -> None:
