@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 import time
+from datetime import datetime, timedelta, timezone
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi import APIRouter, Header, Query, Response
 
 from zcscore.aggregate import population_records
-from zcscore.api.deps import ServicesDep, require_writer
+from zcscore.api.auth import User, UserDep, can_see, owner_of
+from zcscore.api.deps import ServicesDep
 from zcscore.api.errors import field_error
 from zcscore.api.schemas import JobAccepted, JobList, JobRequest, JobStatus, JobSummary, ScoreItem, ScorePage
 from zcscore.proxies.catalog import ProxySpec, get_spec
@@ -24,20 +26,26 @@ MAX_WAIT_S = 30.0  # bound of the ?wait= long-poll
 POLL_S = 0.1
 
 
-@router.post("/jobs", status_code=202, dependencies=[Depends(require_writer)])
+@router.post("/jobs", status_code=202, responses={429: {"description": "a quota of the caller's key is reached"}})
 def submit_job(
     req: JobRequest,
     services: ServicesDep,
+    user: UserDep,
     response: Response,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> JobAccepted:
     """Queue a scoring job; stored scores are reused and a repeated Idempotency-Key returns the same job.
 
-    The ``Location`` header points at the job's status.
+    The ``Location`` header points at the job's status. A key's quotas (archs per day, jobs in flight) are
+    checked here: over a limit the answer is 429 naming it.
     """
+    if user is not None:
+        _check_quotas(services, user, len(req.archs))
     try:
         plan = plan_job(req.space, req.archs, req.proxies, req.config.seed, req.config.num_classes, services.settings)
-        job_id, created, cached = submit(services.store, services.redis, services.names, plan, idempotency_key)
+        job_id, created, cached = submit(
+            services.store, services.redis, services.names, plan, idempotency_key, owner_of(user)
+        )
     except PlanError as exc:
         raise field_error(exc.loc, str(exc)) from None
     except IdempotencyConflict as exc:
@@ -52,18 +60,43 @@ def submit_job(
     return JobAccepted(id=job_id, status=prog.status, total=prog.total)
 
 
+def _check_quotas(services: ServicesDep, user: User, archs: int) -> None:
+    """429 naming the limit when this submission would exceed one of the caller's quotas."""
+    store = services.store
+    if user.quota_archs_per_day is not None:
+        used = store.archs_since(user.name, datetime.now(timezone.utc) - timedelta(days=1))
+        if used + archs > user.quota_archs_per_day:
+            msg = (
+                f"quota_archs_per_day: {user.name!r} may submit {user.quota_archs_per_day} archs per 24 h; "
+                f"{used} submitted, this job adds {archs}"
+            )
+            raise field_error(["body", "archs"], msg, 429, "quota")
+    if user.max_inflight is not None and store.inflight_jobs(user.name) >= user.max_inflight:
+        msg = f"max_inflight: {user.name!r} may have {user.max_inflight} jobs queued or running; wait for one to end"
+        raise field_error(["body"], msg, 429, "quota")
+
+
+def _visible_job(services: ServicesDep, user: User | None, job_id: str) -> None:
+    """404 for an unknown job, and for another user's job (as if it did not exist)."""
+    job = services.store.get_job(job_id)
+    if job is None or not can_see(user, job):
+        raise field_error(["path", "job_id"], f"unknown job {job_id!r}", 404, "not_found")
+
+
 @router.get("/jobs")
 def list_jobs(
     services: ServicesDep,
+    user: UserDep,
     status: Literal["queued", "running", "done", "failed", "cancelled"] | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> JobList:
-    """Jobs, newest first, optionally only those in one ``status``."""
+    """Jobs, newest first, optionally only those in one ``status`` (a user's own; every job for admins)."""
     store = services.store
+    owner = None if user is None or user.is_admin else user.name
     items: list[JobSummary] = []
     before = None
     while len(items) < limit:
-        jobs = store.recent_jobs(max(limit, 100), before)
+        jobs = store.recent_jobs(max(limit, 100), before, owner)
         for job in jobs:
             prog = store.progress(job.id)
             status_ = _status(store, prog) if prog is not None else None
@@ -88,9 +121,11 @@ def list_jobs(
 def job_status(
     job_id: str,
     services: ServicesDep,
+    user: UserDep,
     wait: Annotated[float, Query(ge=0, le=MAX_WAIT_S, description="long-poll: seconds to wait for the end")] = 0,
 ) -> JobStatus:
     """Progress of a job in arch x proxy tasks; with ``wait``, answers when it ends or after ``wait`` seconds."""
+    _visible_job(services, user, job_id)
     deadline = time.monotonic() + wait
     while True:
         prog = services.store.progress(job_id)
@@ -101,9 +136,10 @@ def job_status(
         time.sleep(POLL_S)
 
 
-@router.delete("/jobs/{job_id}", dependencies=[Depends(require_writer)])
-def cancel_job(job_id: str, services: ServicesDep) -> JobStatus:
+@router.delete("/jobs/{job_id}")
+def cancel_job(job_id: str, services: ServicesDep, user: UserDep) -> JobStatus:
     """Cancel a job: its queued work is dropped (workers skip it), scores already stored are kept."""
+    _visible_job(services, user, job_id)
     if not services.store.cancel_job(job_id):
         raise field_error(["path", "job_id"], f"unknown job {job_id!r}", 404, "not_found")
     prog = services.store.progress(job_id)
@@ -169,13 +205,14 @@ def _population(spec: ProxySpec, rows: list[tuple[JobTask, Score | None]]) -> di
 def job_scores(
     job_id: str,
     services: ServicesDep,
+    user: UserDep,
     limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
     cursor: Annotated[str | None, Query(max_length=20, pattern=r"^[0-9]+$")] = None,
 ) -> ScorePage:
     """One row per arch x requested proxy, in request order; a page holds whole archs (keyset on position)."""
     store = services.store
     job = store.get_job(job_id)
-    if job is None:
+    if job is None or not can_see(user, job):
         raise field_error(["path", "job_id"], f"unknown job {job_id!r}", 404, "not_found")
     after = int(cursor) - 1 if cursor else -1  # the cursor is the first position of the next page
     per_arch = max(len(job.proxies), 1)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import contextlib
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from zcscore.api.auth import current_user
 from zcscore.api.deps import ServicesDep
 from zcscore.api.schemas import Health, ProxyInfo, SpaceInfo
 from zcscore.proxies.catalog import list_specs
@@ -17,7 +18,7 @@ from zcscore.workers.streams import GROUP
 router = APIRouter(tags=["service"])
 
 
-@router.get("/v1/proxies")
+@router.get("/v1/proxies", dependencies=[Depends(current_user)])
 def proxies() -> list[ProxyInfo]:
     """The proxy catalogue (name, version, protocol, sentinel, population components)."""
     return [
@@ -37,7 +38,7 @@ def proxies() -> list[ProxyInfo]:
     ]
 
 
-@router.get("/v1/spaces")
+@router.get("/v1/spaces", dependencies=[Depends(current_user)])
 def spaces() -> list[SpaceInfo]:
     """The registered search spaces (built-in and plugins)."""
     return [SpaceInfo(name=s.name, description=s.description, example=s.example, size=s.size) for s in list_spaces()]

@@ -7,10 +7,11 @@ import io
 import json
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 
 from zcscore.aggregate import population_records
+from zcscore.api.auth import current_user
 from zcscore.api.deps import ServicesDep
 from zcscore.api.errors import field_error
 from zcscore.api.schemas import PopulationScores, ScoreItem, StoredScore, StoredScores
@@ -21,7 +22,7 @@ from zcscore.spaces import Space, SpaceError, get_space
 from zcscore.storage.keys import decode_score, json_components, json_score
 from zcscore.storage.models import Score
 
-router = APIRouter(prefix="/v1", tags=["scores"])
+router = APIRouter(prefix="/v1", tags=["scores"], dependencies=[Depends(current_user)])  # any user reads the cache
 
 
 def stored_proxy(name: str) -> ProxySpec:

@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("zcscore.workers.cli_serve", "run API + dispatcher + local Ray workers on embedded defaults"),
     "api": ("zcscore.api.cli", "run the HTTP API alone (cluster mode)"),
     "dispatcher": ("zcscore.workers.cli_dispatcher", "run a dispatcher + Ray scoring actors (cluster mode)"),
+    "keys": ("zcscore.api.keys_cli", "create, list and revoke users' API keys"),
 }
 
 

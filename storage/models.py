@@ -67,6 +67,25 @@ class Job(Base):
     total: Mapped[int] = mapped_column(Integer)
     finished: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    owner: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the key's name (None: no auth)
+    archs: Mapped[int | None] = mapped_column(Integer, nullable=True)  # archs submitted (for quotas)
+
+    __table_args__ = (Index("ix_jobs_owner_created", "owner", "created_at"),)
+
+
+class ApiKey(Base):
+    """A user's API key: only its sha256 is stored; role ``user`` or ``admin``; optional quotas."""
+
+    __tablename__ = "api_keys"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(8))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))  # the key's first characters, to recognise it in listings
+    quota_archs_per_day: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    max_inflight: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class JobTask(Base):

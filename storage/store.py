@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Literal
 
 from sqlalchemy import Engine, case, create_engine, event, func, select, update
@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
 from zcscore.storage.migrate import check_at_head, upgrade
-from zcscore.storage.models import Job, JobTask, Score
+from zcscore.storage.models import ApiKey, Job, JobTask, Score
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,8 @@ class NewJob:
     request_hash: str
     idempotency_key: str | None
     tasks: list[TaskRow]
+    owner: str | None = None
+    archs: int | None = None
 
 
 JobState = Literal["queued", "running", "done", "failed"]
@@ -129,6 +131,8 @@ class SqlStore:
             config_hash=new.config_hash,
             total=len(new.tasks),
             finished=False,
+            owner=new.owner,
+            archs=new.archs,
         )
         rows = [
             {
@@ -188,9 +192,11 @@ class SqlStore:
             ).one()
         return Progress(job_id, job.total, int(done), int(failed))
 
-    def recent_jobs(self, limit: int, before: datetime | None = None) -> list[Job]:
-        """Jobs newest first (``created_at`` strictly before ``before`` when given)."""
+    def recent_jobs(self, limit: int, before: datetime | None = None, owner: str | None = None) -> list[Job]:
+        """Jobs newest first (``created_at`` strictly before ``before`` when given; only ``owner``'s when given)."""
         q = select(Job)
+        if owner is not None:
+            q = q.where(Job.owner == owner)
         if before is not None:
             q = q.where(Job.created_at < before)
         with self.session() as s:
@@ -264,6 +270,70 @@ class SqlStore:
                     .where(JobTask.job_id == job_id, Score.id.is_(None), JobTask.error.is_(None))
                 )
             )
+
+    # users and keys -------------------------------------------------------------------------------
+    def create_key(
+        self,
+        name: str,
+        key_hash: str,
+        prefix: str,
+        role: str = "user",
+        quota_archs_per_day: int | None = None,
+        max_inflight: int | None = None,
+    ) -> ApiKey:
+        """Store a new key (only its hash); raises ``ValueError`` when ``name`` is taken."""
+        row = ApiKey(
+            id=str(uuid.uuid4()),
+            name=name,
+            role=role,
+            key_hash=key_hash,
+            prefix=prefix,
+            quota_archs_per_day=quota_archs_per_day,
+            max_inflight=max_inflight,
+        )
+        try:
+            with self.session.begin() as s:
+                s.add(row)
+        except IntegrityError:
+            raise ValueError(f"a key named {name!r} exists already (revoke it first, or pick another name)") from None
+        return row
+
+    def list_keys(self) -> list[ApiKey]:
+        """Every key, revoked ones included, by name."""
+        with self.session() as s:
+            return list(s.scalars(select(ApiKey).order_by(ApiKey.name)))
+
+    def revoke_key(self, name: str) -> bool:
+        """Revoke the active key ``name`` (its row stays, renamed free); returns False when none is active."""
+        with self.session.begin() as s:
+            row = s.scalars(select(ApiKey).where(ApiKey.name == name, ApiKey.revoked_at.is_(None))).first()
+            if row is None:
+                return False
+            row.revoked_at = datetime.now(timezone.utc)
+            row.name = f"{name}~revoked~{row.id[:8]}"  # the name can be given to a new key
+        return True
+
+    def key_by_hash(self, key_hash: str) -> ApiKey | None:
+        """The active key with this hash, or None."""
+        with self.session() as s:
+            return s.scalars(select(ApiKey).where(ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None))).first()
+
+    def has_active_keys(self) -> bool:
+        """Whether any key is active (then the API requires one)."""
+        with self.session() as s:
+            return s.scalars(select(ApiKey.id).where(ApiKey.revoked_at.is_(None)).limit(1)).first() is not None
+
+    def archs_since(self, owner: str, since: datetime) -> int:
+        """Archs ``owner`` submitted since ``since`` (for the daily quota)."""
+        q = select(func.coalesce(func.sum(Job.archs), 0)).where(Job.owner == owner, Job.created_at >= since)
+        with self.session() as s:
+            return int(s.execute(q).scalar_one() or 0)
+
+    def inflight_jobs(self, owner: str) -> int:
+        """``owner``'s jobs still queued or running (for the in-flight limit)."""
+        with self.session() as s:
+            ids = list(s.scalars(select(Job.id).where(Job.owner == owner, Job.finished.is_(False))))
+        return sum(1 for i in ids if (p := self.progress(i)) is not None and p.status in ("queued", "running"))
 
     def cancel_job(self, job_id: str) -> bool:
         """Cancel a job: its tasks without a score get the ``cancelled`` error and it is marked finished.

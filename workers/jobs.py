@@ -115,15 +115,29 @@ def plan_job(
 
 
 def submit(
-    store: SqlStore, r: redis.Redis, names: Names, plan: JobPlan, idempotency_key: str | None = None
+    store: SqlStore,
+    r: redis.Redis,
+    names: Names,
+    plan: JobPlan,
+    idempotency_key: str | None = None,
+    owner: str | None = None,
 ) -> tuple[str, bool, int]:
     """Store the job (or find it by Idempotency-Key) and enqueue what the store lacks.
 
     Returns ``(job_id, created, cached)``: ``cached`` counts tasks already answered by the store. When
     Redis is down the job is still stored and the reconciler enqueues it later.
     """
+    archs = len({t.position for t in plan.tasks})
     new = NewJob(
-        plan.space, plan.proxies, plan.config, config_hash(plan.config), plan.request_hash, idempotency_key, plan.tasks
+        plan.space,
+        plan.proxies,
+        plan.config,
+        config_hash(plan.config),
+        plan.request_hash,
+        idempotency_key,
+        plan.tasks,
+        owner,
+        archs,
     )
     job_id, created = store.create_job(new)
     if not created:
