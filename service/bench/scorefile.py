@@ -22,6 +22,8 @@ from typing import Any
 
 from zcscore.commands.score import CSV_COLUMNS, write_records
 
+COMPACT_COLUMNS = 4  # older reports keep only arch,proxy,score,seconds; read them with empty provenance
+
 
 class SeedMismatch(ValueError):
     """The existing scores file was produced with another seed."""
@@ -63,13 +65,18 @@ class Row:
 
 
 def read_rows(path: Path) -> list[Row]:
-    """Valid rows of a long-format scores file (partial last line and malformed rows skipped)."""
+    """Valid rows of a long-format scores file (partial last line and malformed rows skipped).
+
+    Rows of the compact ``arch,proxy,score,seconds`` format are read with empty components and provenance.
+    """
     if not path.exists():
         return []
     text = path.read_text()
     text = text[: text.rfind("\n") + 1]  # a line without its newline was cut by a kill
     rows = []
     for fields in csv.reader(io.StringIO(text, newline="")):
+        if len(fields) == COMPACT_COLUMNS and fields[0] != "arch":  # arch,proxy,score,seconds (wave-1 reports)
+            fields = fields + [""] * (len(CSV_COLUMNS) - COMPACT_COLUMNS)
         if len(fields) != len(CSV_COLUMNS) or fields[0] == "arch":
             continue
         try:

@@ -138,6 +138,12 @@ def test_reuse_takes_earlier_rows_and_scores_only_the_missing_proxies(tmp_path: 
     assert {r.arch: r.fields for r in rows if r.proxy == "params"} == earlier  # taken as is, not re-scored
     assert len([r for r in rows if r.proxy == "flops"]) == 5
     assert _meta(second)["scored_archs"] == 5 and "--reuse" in _meta(second)["command"]
+    compact = tmp_path / "compact.csv"  # an older report's arch,proxy,score,seconds file is reusable too
+    compact.write_text("arch,proxy,score,seconds\n" + "".join(",".join(f[:4]) + "\n" for f in earlier.values()))
+    third = tmp_path / "third"
+    assert main([*base, "--proxies", "params", "--reuse", str(compact), "--out", str(third)]) == 0
+    assert _meta(third)["scored_archs"] == 0
+    assert {r.arch: r.score for r in read_rows(third / "scores.csv")} == {a: float(f[2]) for a, f in earlier.items()}
 
 
 def test_partial_report_over_the_archs_done_so_far(tmp_path: Path, data_dir: Path) -> None:
