@@ -29,6 +29,9 @@ _NATS = "NATS-tss cifar10 ori-test / C100, IN16 x-test (mean over seeds)"
 _EPS = "NB201-v1.1 cifar10 ori-test / C100, IN16 x-test (mean over seeds), NaN archs omitted"
 _UNSTATED = "not stated (text: 'final validation accuracy')"
 _GSNR = "NB201-v1.0 C10 ori-test / C100, IN16 x-test (repo logs)"
+_AZ1 = "AZ-NAS paper, Table 1"
+_ZC = "zero-cost-nas notebook (Abdelfattah et al.)"
+_ZCT = "NB201-v1.0 cifar10-valid ori-test (model trained on the 25k split)"
 
 PUBLISHED: tuple[Published, ...] = (
     Published(
@@ -97,6 +100,24 @@ PUBLISHED: tuple[Published, ...] = (
     Published("flops", "AZ-NAS paper, Table 1", (0.578, 0.551, 0.517), (0.753, 0.727, 0.691), _NATS),
     Published("flops", "xi-GSNR paper, Table 1", (0.541, 0.517, 0.487), (0.733, 0.708, 0.673), _GSNR),
     Published("flops", "InTrain paper, Table 1", (0.623, 0.586, 0.545), (0.799, 0.763, 0.718), _UNSTATED),
+    # baselines as re-run with the official codes in the AZ-NAS paper (Table 1; GPU runtimes)
+    Published("grad_norm", _AZ1, (0.357, 0.350, 0.304), (0.484, 0.475, 0.412), _NATS, 28.8, "GPU runtime"),
+    Published("grasp", _AZ1, (0.318, 0.315, 0.282), (0.460, 0.453, 0.406), _NATS, 395.9, "GPU runtime"),
+    Published("snip", _AZ1, (0.454, 0.451, 0.400), (0.615, 0.609, 0.539), _NATS, 326.5, "GPU runtime"),
+    Published("synflow", _AZ1, (0.571, 0.565, 0.555), (0.769, 0.761, 0.747), _NATS, 53.4, "GPU runtime"),
+    Published("naswot", _AZ1, (0.557, 0.579, 0.573), (0.743, 0.769, 0.760), _NATS, 36.9, "GPU runtime"),
+    Published("tenas", _AZ1, (0.536, 0.535, 0.492), (0.731, 0.728, 0.680), _NATS, 1311.8, "GPU runtime"),
+    Published("zen", _AZ1, (0.296, 0.283, 0.303), (0.385, 0.361, 0.409), _NATS, 19.9, "GPU runtime"),
+    # zero-cost-nas notebook nasbench201_correlations.ipynb: abs(Spearman) only (notes section 2.1)
+    Published("grad_norm", _ZC, (None,) * 3, (0.594, None, None), _ZCT, None, "abs(spearmanr)"),
+    Published("snip", _ZC, (None,) * 3, (0.596, None, None), _ZCT, None, "abs(spearmanr)"),
+    Published("grasp", _ZC, (None,) * 3, (0.514, None, None), _ZCT, None, "abs(spearmanr)"),
+    Published("fisher", _ZC, (None,) * 3, (0.36, None, None), _ZCT, None, "abs(spearmanr)"),
+    Published("synflow", _ZC, (None,) * 3, (0.737, None, None), _ZCT, None, "abs(spearmanr)"),
+    Published("jacov", _ZC, (None,) * 3, (0.731, None, None), _ZCT, None, "abs(spearmanr)"),
+    # AZ-NAS Table 5: our proxies combined with others by the same non-linear rank aggregation
+    Published("ensemble:az_nas+synflow", "AZ-NAS paper, Table 5", (0.776, 0.758, 0.747), (None,) * 3, _NATS, 96.1),
+    Published("ensemble:az_nas+zico", "AZ-NAS paper, Table 5", (0.773, 0.757, 0.747), (None,) * 3, _NATS, 415.5),
 )
 
 # The proxy's own paper (or, for ZiCo, which has no NB201 driver, the AZ-NAS re-run of its NB201 port).

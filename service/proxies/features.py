@@ -21,7 +21,7 @@ functional ops between the children), so the features are the ones the model rea
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
@@ -64,7 +64,8 @@ def feature_modules(net: nn.Module, names: Sequence[str] | None) -> list[nn.Modu
     return mods
 
 
-def _first_tensor(out: Any) -> torch.Tensor | None:
+def first_tensor(out: Any) -> torch.Tensor | None:
+    """A module output as one tensor: itself, or the first tensor of a tuple/list (None if there is none)."""
     if isinstance(out, torch.Tensor):
         return out
     if isinstance(out, (tuple, list)):
@@ -72,6 +73,38 @@ def _first_tensor(out: Any) -> torch.Tensor | None:
             if isinstance(item, torch.Tensor):
                 return item
     return None
+
+
+Hook = Callable[[nn.Module, Any, Any], None]
+
+
+def forward_hooked(net: nn.Module, x: torch.Tensor, modules: Iterable[nn.Module], hook: Hook, grad: bool = True) -> Any:
+    """One forward of ``net`` on ``x`` with forward ``hook`` on each distinct module of ``modules``; its output.
+
+    ``grad=False`` runs under ``torch.no_grad()``. The hooks are removed even when the forward raises.
+    """
+    handles = []
+    seen: set[int] = set()
+    try:
+        for mod in modules:
+            if id(mod) not in seen:
+                seen.add(id(mod))
+                handles.append(mod.register_forward_hook(hook))
+        with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
+            return net(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def relu_outputs(net: nn.Module, x: torch.Tensor, on_output: Callable[[torch.Tensor], None]) -> None:
+    """One forward without gradients calling ``on_output`` with the output of every ``nn.ReLU`` whose input is 4-D."""
+
+    def hook(_mod: nn.Module, inp: Any, out: Any) -> None:
+        if isinstance(inp, tuple) and inp and isinstance(inp[0], torch.Tensor) and inp[0].dim() == 4:
+            on_output(out)
+
+    forward_hooked(net, x, (m for m in net.modules() if isinstance(m, nn.ReLU)), hook, grad=False)
 
 
 def hooked_features(net: nn.Module, x: torch.Tensor, modules: Sequence[nn.Module]) -> list[torch.Tensor]:
@@ -82,19 +115,9 @@ def hooked_features(net: nn.Module, x: torch.Tensor, modules: Sequence[nn.Module
     feats: list[torch.Tensor] = [x]
 
     def hook(_mod: nn.Module, _inp: Any, out: Any) -> None:
-        t = _first_tensor(out)
+        t = first_tensor(out)
         if t is not None:
             feats.append(t)
 
-    handles = []
-    seen: set[int] = set()
-    try:
-        for mod in modules:
-            if id(mod) not in seen:
-                seen.add(id(mod))
-                handles.append(mod.register_forward_hook(hook))
-        net(x)
-    finally:
-        for handle in handles:
-            handle.remove()
+    forward_hooked(net, x, modules, hook)
     return feats

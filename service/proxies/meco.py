@@ -45,6 +45,7 @@ import torch
 from torch import nn
 
 from zcscore.proxies.catalog import Pass
+from zcscore.proxies.features import first_tensor, forward_hooked
 from zcscore.proxies.registry import pass_runner, proxy
 
 if TYPE_CHECKING:  # the engine imports the registry: no runtime import back
@@ -53,19 +54,9 @@ if TYPE_CHECKING:  # the engine imports the registry: no runtime import back
 BATCH = 1  # the correlation script's --batch_size
 
 
-def _first_tensor(out: Any) -> torch.Tensor | None:
-    if isinstance(out, torch.Tensor):
-        return out
-    if isinstance(out, (tuple, list)):
-        for item in out:
-            if isinstance(item, torch.Tensor):
-                return item
-    return None
-
-
 def sample_rows(out: Any) -> torch.Tensor | None:
     """The first sample of a module output as an ``(n, m)`` float matrix (rows = first dim), or None to skip."""
-    t = _first_tensor(out)
+    t = first_tensor(out)
     if t is None or t.dim() < 2 or not t.is_floating_point():
         return None
     fea = t[0].detach()
@@ -101,13 +92,7 @@ def meco_score(net: nn.Module, x: torch.Tensor) -> tuple[float, int]:
         if rows is not None:
             mats.append(rows)
 
-    handles = [m.register_forward_hook(hook) for _, m in net.named_modules()]
-    try:
-        with torch.no_grad():
-            net(x)
-    finally:
-        for h in handles:
-            h.remove()
+    forward_hooked(net, x, (m for _, m in net.named_modules()), hook, grad=False)
     values = torch.tensor(min_correlation_eigenvalues(mats), dtype=torch.float32)
     values = values[torch.isfinite(values)]
     return float(torch.sum(values).item()), len(mats)

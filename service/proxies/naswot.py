@@ -44,6 +44,7 @@ import torch
 from torch import nn
 
 from zcscore.proxies.catalog import Pass
+from zcscore.proxies.features import forward_hooked
 from zcscore.proxies.registry import pass_runner, proxy
 
 if TYPE_CHECKING:  # the engine imports the registry: no runtime import back
@@ -149,13 +150,7 @@ def naswot_kernel(net: nn.Module, x: torch.Tensor) -> tuple[np.ndarray, dict[str
         kernels[key] = kernels[key] + k if key in kernels else k
 
     hooked = [m for m in net.modules() if is_hooked(m)]
-    handles = [m.register_forward_hook(hook) for m in hooked]
-    try:
-        with torch.no_grad():
-            net(x)
-    finally:
-        for h in handles:
-            h.remove()
+    forward_hooked(net, x, hooked, hook, grad=False)
     visited = _visited_modules(net, x, hooked) if kernels else set()
     total = torch.zeros((b, b), dtype=torch.float64, device=x.device)
     for key in visited & kernels.keys():

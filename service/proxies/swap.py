@@ -34,12 +34,13 @@ Choices and differences from the official code:
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from zcscore.proxies.catalog import Pass
+from zcscore.proxies.features import relu_outputs
 from zcscore.proxies.registry import pass_runner, proxy
 
 if TYPE_CHECKING:  # the engine imports the registry: no runtime import back
@@ -122,18 +123,7 @@ class PatternCounter:
 def swap_value(net: nn.Module, x: torch.Tensor) -> float:
     """SWAP of one forward of ``x``: distinct sign patterns of the outputs of ReLUs with a 4-D input (0 if none)."""
     counter = PatternCounter(x.shape[0], x.device)
-
-    def hook(_mod: nn.Module, inp: Any, out: Any) -> None:
-        if isinstance(inp, tuple) and inp and isinstance(inp[0], torch.Tensor) and inp[0].dim() == 4:
-            counter.add(out)
-
-    handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, nn.ReLU)]
-    try:
-        with torch.no_grad():
-            net(x)
-    finally:
-        for h in handles:
-            h.remove()
+    relu_outputs(net, x, counter.add)
     return counter.count() if counter.hooked or not counter.finite else 0.0
 
 

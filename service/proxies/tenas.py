@@ -45,6 +45,7 @@ import torch
 from torch import nn
 
 from zcscore.proxies.catalog import Pass
+from zcscore.proxies.features import relu_outputs
 from zcscore.proxies.registry import pass_runner, proxy
 
 if TYPE_CHECKING:  # the engine imports the registry: no runtime import back
@@ -126,21 +127,14 @@ def relu_codes(net: nn.Module, x: torch.Tensor) -> tuple[np.ndarray, bool, int]:
     finite = [True]
     units = [0]
 
-    def hook(_mod: nn.Module, inp: Any, out: Any) -> None:
-        if isinstance(inp, tuple) and inp and isinstance(inp[0], torch.Tensor) and inp[0].dim() == 4:
-            flat = out.detach().reshape(b, -1)
-            if not bool(torch.isfinite(flat).all()):
-                finite[0] = False
-            parts.append(_pack(flat > 0))
-            units[0] += flat.shape[1]
+    def keep(out: torch.Tensor) -> None:
+        flat = out.detach().reshape(b, -1)
+        if not bool(torch.isfinite(flat).all()):
+            finite[0] = False
+        parts.append(_pack(flat > 0))
+        units[0] += flat.shape[1]
 
-    handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, nn.ReLU)]
-    try:
-        with torch.no_grad():
-            net(x)
-    finally:
-        for h in handles:
-            h.remove()
+    relu_outputs(net, x, keep)
     if not parts:
         return np.zeros((b, 0), dtype=np.uint8), True, 0
     return torch.cat(parts, 1).cpu().numpy(), finite[0], units[0]

@@ -23,14 +23,6 @@ AZ = ["az_expressivity", "az_progressivity", "az_trainability"]
 REFERENCE_ROWS = [0, 1, 2, 3, 4, 5, 6, 7, 8, 20, 23, 41]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _scores(records) -> dict[str, float]:
     assert all(r.error is None for r in records), [r.error for r in records]
     return {r.proxy: r.score for r in records}

@@ -29,14 +29,6 @@ NO_PATH_ARCH = "|nor_conv_3x3~0|+|none~0|none~1|+|none~0|none~1|nor_conv_1x1~2|"
 ZERO_INPUT_CONV_ARCH = "|skip_connect~0|+|none~0|none~1|+|skip_connect~0|nor_conv_1x1~1|nor_conv_1x1~2|"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():  # type: ignore[no-untyped-def]
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def scores(build, data: ArrayData | None = None, proxies: list[str] = CLASSIC) -> dict[str, float]:  # type: ignore[no-untyped-def]
     records = Engine(proxies, ScoreConfig(data=data)).score_module(build)
     assert all(r.error is None for r in records), [r.error for r in records]

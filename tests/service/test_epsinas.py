@@ -17,11 +17,6 @@ from zcscore.spaces.nb201_net import build_nb201
 ARCH = "|avg_pool_3x3~0|+|nor_conv_1x1~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_1x1~1|none~2|"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)
-
-
 def _vec(*values: float) -> np.ndarray:
     return np.array(values, dtype=np.float32)
 

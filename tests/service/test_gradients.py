@@ -35,15 +35,6 @@ REFERENCE_ARCHS = (
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():  # type: ignore[no-untyped-def]
-    """One torch thread: the machine is shared, and timings/numerics stay comparable."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def hand_data(xs: list[float], ys: list[int]) -> ArrayData:
     """Batch j = 64 copies of the 1-feature input ``xs[j]`` with label ``ys[j]``."""
     images = torch.tensor(xs, dtype=torch.float32).repeat_interleave(64).view(-1, 1)

@@ -23,11 +23,6 @@ ZERO_CELL = "|none~0|+|skip_connect~0|nor_conv_3x3~1|+|none~0|none~1|none~2|"  #
 NAMES = ["intrain", "intrain_pr", "intrain_grad", "intrain_add"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)
-
-
 @pytest.mark.parametrize(
     ("diag", "expected"),
     [([1.0, 1.0, 1.0, 1.0], 4.0), ([1.0, 0.0, 0.0], 1.0), ([1.0, 1.0, 0.0, 0.0], 2.0), ([3.0, 1.0], 1.6)],

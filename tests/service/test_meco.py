@@ -6,6 +6,7 @@ import json
 import math
 import warnings
 
+import proxykit
 import pytest
 import torch
 from torch import nn
@@ -19,18 +20,8 @@ from zcscore.spaces.nb201_net import build_nb201
 ARCH = "|nor_conv_3x3~0|+|none~0|nor_conv_1x1~1|+|skip_connect~0|none~1|avg_pool_3x3~2|"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():  # type: ignore[no-untyped-def]
-    """One torch thread: the machine is shared."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def random_data(n: int = 4) -> ArrayData:
-    g = torch.Generator().manual_seed(5)
-    return ArrayData(torch.randn(n, 3, 32, 32, generator=g), torch.arange(n) % 10, "random")
+    return proxykit.random_data(n, seed=5)
 
 
 def test_uncorrelated_and_duplicated_channels() -> None:

@@ -6,7 +6,6 @@ import json
 import math
 
 import numpy as np
-import pytest
 import torch
 from torch import nn
 
@@ -18,14 +17,6 @@ from zcscore.spaces.nb201_net import ReLUConvBN, build_nb201
 
 ARCH0 = "|avg_pool_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_1x1~0|skip_connect~1|skip_connect~2|"
 NB101_TINY = '{"matrix": [[0,1],[0,0]], "ops": ["input","output"]}'
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _random_data(n: int = 128) -> tuple[torch.Tensor, torch.Tensor]:

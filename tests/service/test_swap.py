@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 
+import proxykit
 import pytest
 import torch
 from torch import nn
@@ -17,18 +18,8 @@ from zcscore.spaces.mbv2 import MBV2Space
 CHEAP_ARCH = "|skip_connect~0|+|none~0|avg_pool_3x3~1|+|avg_pool_3x3~0|skip_connect~1|nor_conv_1x1~2|"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():  # type: ignore[no-untyped-def]
-    """One torch thread: the machine is shared."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def random_data(n: int = 16) -> ArrayData:
-    g = torch.Generator().manual_seed(7)
-    return ArrayData(torch.randn(n, 3, 32, 32, generator=g), torch.arange(n) % 10, "random")
+    return proxykit.random_data(n, seed=7)
 
 
 def test_pattern_count_equals_unique_rows_of_the_sign_matrix() -> None:

@@ -32,14 +32,6 @@ SUITE_ZERO_ARCHS = (
 NO_PATH_ARCH = "|nor_conv_3x3~0|+|none~0|none~1|+|none~0|none~1|nor_conv_1x1~2|"  # cell output identically 0
 
 
-@pytest.fixture(autouse=True)
-def one_thread():  # type: ignore[no-untyped-def]
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def score(build, proxy: str = "synflow") -> float:  # type: ignore[no-untyped-def]
     (rec,) = Engine([proxy], ScoreConfig()).score_module(build)
     assert rec.error is None, rec.error

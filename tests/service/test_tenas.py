@@ -27,14 +27,6 @@ NB101_TINY = '{"matrix": [[0,1],[0,0]], "ops": ["input","output"]}'
 MBV2_TINY = "r32-s16-[e1k3s1d1w16][e6k3s2d1w24se]-l64"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _random_data(n: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(0)
     return torch.randn(n, 3, 32, 32, generator=g), torch.randint(0, 10, (n,), generator=g)

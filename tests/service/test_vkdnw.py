@@ -6,6 +6,7 @@ import json
 import math
 
 import numpy as np
+import proxykit
 import pytest
 import torch
 from torch import nn
@@ -27,18 +28,8 @@ from zcscore.spaces.nb201_net import build_nb201
 CHEAP_ARCH = "|skip_connect~0|+|none~0|avg_pool_3x3~1|+|avg_pool_3x3~0|skip_connect~1|skip_connect~2|"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():  # type: ignore[no-untyped-def]
-    """One torch thread: the machine is shared."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def random_data(n: int = 64) -> ArrayData:
-    g = torch.Generator().manual_seed(3)
-    return ArrayData(torch.randn(n, 3, 32, 32, generator=g), torch.arange(n) % 10, "random")
+    return proxykit.random_data(n, seed=3)
 
 
 def test_cholesky_factor_reproduces_the_smoothed_covariance() -> None:

@@ -25,14 +25,6 @@ NB101_TINY = '{"matrix": [[0,1],[0,0]], "ops": ["input","output"]}'
 MBV2_TINY = "r32-s16-[e1k3s1d1w16][e6k3s2d1w24se]-l64"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_gaussian_init_matches_the_official_loop_and_keeps_running_stats():
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4, 2))
