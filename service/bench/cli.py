@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 import time
 from datetime import datetime, timezone
@@ -311,5 +312,6 @@ def _plots(out: Path, rows: list[Any], archs: list[str], summary: list[dict[str,
     files = [tau_bars(out / "tau_bars.png", summary)]
     for s in summary:
         values = [scores[s["proxy"]].get(a, float("nan")) for a in archs]
-        files.append(scatter(out / f"scatter_{s['proxy']}.png", s["proxy"], values, acc, s["kendall_cifar10"]))
+        stem = re.sub(r"[^A-Za-z0-9_.-]", "_", s["proxy"])  # ensemble:a+b -> ensemble_a_b
+        files.append(scatter(out / f"scatter_{stem}.png", s["proxy"], values, acc, s["kendall_cifar10"]))
     return files
