@@ -34,6 +34,7 @@ from zcscore.workers.pool import ActorPool
 from zcscore.workers.streams import GROUP, Names, TaskMessage, ensure_group
 
 log = logging.getLogger(__name__)
+UNWANTED_CHECK_S = 0.5  # how often buffered work is checked against cancelled jobs (one query)
 
 
 @dataclass
@@ -81,7 +82,7 @@ class Dispatcher:
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self.buffer: list[Pending] = []
         self.uncommitted: list[tuple[list[Pending], list[dict[str, Any]]]] = []  # scored, store was down
-        self._next = {"claim": 0.0, "refresh": 0.0, "reconcile": 0.0}
+        self._next = {"claim": 0.0, "refresh": 0.0, "reconcile": 0.0, "unwanted": 0.0}
         self._store_down = False
         self.scored = 0
 
@@ -218,7 +219,8 @@ class Dispatcher:
 
     def _assign(self) -> None:
         now = time.time()
-        if self.pool.free():
+        if self.pool.free() and time.monotonic() >= self._next["unwanted"]:
+            self._next["unwanted"] = time.monotonic() + UNWANTED_CHECK_S
             self._drop_unwanted()
         for slot in self.pool.free():
             ready = [p for p in self.buffer if p.msg.not_before <= now]  # retries wait out their backoff
