@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
 
@@ -76,17 +75,7 @@ def test_engine_scores_nb201_nb101_and_dag() -> None:
     (rec,) = Engine(["meco"], config).score_archs([ARCH])
     assert rec.error is None and math.isfinite(rec.score) and rec.score > 0
     assert Engine(["meco"], ScoreConfig(data=random_data())).score_archs([ARCH])[0].score == rec.score
-    dag = {
-        "input": [3, 32, 32],
-        "nodes": [
-            {"id": "c", "op": "conv", "in": ["input"], "out": 4, "k": 3},
-            {"id": "r", "op": "relu", "in": ["c"]},
-            {"id": "g", "op": "gap", "in": ["r"]},
-            {"id": "fc", "op": "linear", "in": ["g"], "out": 10},
-        ],
-        "output": "fc",
-    }
-    for space, arch in (("dag", json.dumps(dag)),):  # nb101: checked by hand (slow), see the issue-11 report
+    for space, arch in (("dag", proxykit.TINY_DAG),):  # nb101: checked by hand (slow), see the issue-11 report
         (got,) = Engine(["meco"], config).score_archs([arch], space=space)
         assert got.error is None and math.isfinite(got.score)
     assert MBV2Space().unsupported("meco") is not None  # reads a real CIFAR-10 image
