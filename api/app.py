@@ -11,9 +11,10 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 
 import zcscore
-from zcscore.api import jobs, meta, scores
+from zcscore.api import dashboard, jobs, meta, scores
 from zcscore.api.deps import Services
 from zcscore.api.errors import PROBLEM_RESPONSES, install_problem_handlers, problem
 from zcscore.api.metrics import Metrics
@@ -58,6 +59,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(scores.router)
     app.include_router(meta.router)
+    app.include_router(dashboard.router)
+    app.include_router(dashboard.page)
+    app.mount("/ui/static", StaticFiles(directory=dashboard.STATIC), name="ui-static")
 
     @app.middleware("http")
     async def guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -73,7 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         response = await call_next(request)
         route = getattr(request.scope.get("route"), "path", "unmatched")
         metrics.requests.labels(request.method, route, str(response.status_code)).inc()
-        metrics.latency.labels(route).observe(time.perf_counter() - t0)
+        metrics.latency.labels(request.method, route).observe(time.perf_counter() - t0)
         return response
 
     return app

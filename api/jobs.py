@@ -107,6 +107,7 @@ def list_jobs(
                         space=job.space,
                         proxies=job.proxies,
                         created_at=job.created_at.isoformat(),
+                        owner=job.owner,
                     )
                 )
                 if len(items) == limit:

@@ -9,11 +9,11 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from zcscore.api.auth import current_user
+from zcscore.api.dashboard import queue_depth
 from zcscore.api.deps import ServicesDep
 from zcscore.api.schemas import Health, ProxyInfo, SpaceInfo
 from zcscore.proxies.catalog import list_specs
 from zcscore.spaces import list_spaces
-from zcscore.workers.streams import GROUP
 
 router = APIRouter(tags=["service"])
 
@@ -44,7 +44,7 @@ def spaces() -> list[SpaceInfo]:
     return [SpaceInfo(name=s.name, description=s.description, example=s.example, size=s.size) for s in list_spaces()]
 
 
-@router.get("/healthz", response_model=Health, responses={503: {"model": Health}})
+@router.get("/healthz", response_model=Health, include_in_schema=False)
 def healthz(services: ServicesDep) -> Health | JSONResponse:
     """200 when the database and Redis answer, 503 otherwise."""
     db = rd = False
@@ -58,15 +58,16 @@ def healthz(services: ServicesDep) -> Health | JSONResponse:
     return JSONResponse(health.model_dump(), status_code=503)
 
 
-@router.get("/metrics", response_class=Response)
+@router.get("/metrics", response_class=Response, include_in_schema=False)
 def metrics(services: ServicesDep) -> Response:
-    """Prometheus text exposition (queue gauges are read from Redis at scrape time)."""
-    m, r, n = services.metrics, services.redis, services.names
+    """Prometheus text exposition: the API's metrics, then the process-global registry's (queue gauges are
+    read from Redis at scrape time)."""
+    m = services.metrics
     try:
-        m.queue.set(r.xlen(n.tasks))
-        m.dead.set(r.xlen(n.dead))
-        groups = r.xinfo_groups(n.tasks) if r.exists(n.tasks) else []
-        m.pending.set(sum(int(g["pending"]) for g in groups if g["name"] in (GROUP, GROUP.encode())))
+        depth = queue_depth(services.redis, services.names)
+        m.queue.set(depth.length)
+        m.pending.set(depth.pending)
+        m.dead.set(depth.dead)
     except Exception:
         pass
-    return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(m.exposition), media_type=CONTENT_TYPE_LATEST)

@@ -54,6 +54,7 @@ class JobSummary(JobStatus):
     space: str
     proxies: list[str]
     created_at: str = Field(description="ISO 8601, UTC")
+    owner: str | None = Field(None, description="the submitting key's name (null: submitted while auth was off)")
 
 
 class JobList(BaseModel):

@@ -70,6 +70,15 @@ class Progress:
         return "running" if self.done + self.failed else "queued"
 
 
+@dataclass(frozen=True)
+class OwnerLoad:
+    """Work an owner has outstanding: unfinished jobs with tasks left, and those tasks."""
+
+    owner: str | None
+    jobs: int
+    tasks: int
+
+
 class IdempotencyConflict(ValueError):
     """The Idempotency-Key was used before with a different request body."""
 
@@ -435,6 +444,44 @@ class SqlStore:
             q = q.where(Score.proxy == proxy)
         with self.session() as s:
             return list(s.scalars(q.order_by(Score.proxy, Score.arch, Score.seed)))
+
+    # dashboard reads ------------------------------------------------------------------------------
+    def outstanding_by_owner(self) -> list[OwnerLoad]:
+        """Per owner: unfinished jobs with work left and their tasks with neither a score nor an error."""
+        scored = select(Score.id).where(Score.cache_key == JobTask.cache_key).exists()
+        q = (
+            select(Job.owner, func.count(func.distinct(Job.id)), func.count())
+            .select_from(JobTask)
+            .join(Job, Job.id == JobTask.job_id)
+            .where(Job.finished.is_(False), JobTask.error.is_(None), ~scored)
+            .group_by(Job.owner)
+        )
+        with self.session() as s:
+            rows = s.execute(q).all()
+        return sorted((OwnerLoad(o, int(j), int(t)) for o, j, t in rows), key=lambda r: (-r.tasks, r.owner or ""))
+
+    def stored_counts(self) -> list[tuple[str, str, int]]:
+        """``(space, proxy, scores)`` for every proxy with stored scores, by space then proxy."""
+        q = select(Score.space, Score.proxy, func.count()).group_by(Score.space, Score.proxy)
+        with self.session() as s:
+            rows = s.execute(q.order_by(Score.space, Score.proxy)).all()
+        return [(sp, px, int(n)) for sp, px, n in rows]
+
+    def proxy_values(self, space: str, proxy: str, seed: int | None = None) -> list[tuple[str, float | None, str]]:
+        """``(canonical arch, value, kind)`` of a proxy, one per canonical arch: its first stored score (lowest id)."""
+        q = select(Score.arch, Score.arch_hash, Score.value, Score.kind).where(
+            Score.space == space, Score.proxy == proxy
+        )
+        if seed is not None:
+            q = q.where(Score.seed == seed)
+        seen: set[str] = set()
+        out: list[tuple[str, float | None, str]] = []
+        with self.session() as s:
+            for arch, arch_hash, value, kind in s.execute(q.order_by(Score.id)):
+                if arch_hash not in seen:
+                    seen.add(arch_hash)
+                    out.append((arch, value, kind))
+        return out
 
     def ping(self) -> bool:
         """True when the database answers."""
