@@ -32,9 +32,11 @@ page = APIRouter()
 
 
 class QueueDepth(BaseModel):
-    """The task stream: entries, entries delivered but not acked, dead letters."""
+    """The task stream: its entries (acked ones stay until trimmed), those not yet delivered to a dispatcher,
+    those delivered but not acked, and dead letters."""
 
     length: int
+    waiting: int | None = Field(description="entries no dispatcher has read yet (null: Redis cannot tell)")
     pending: int
     dead: int
 
@@ -101,11 +103,26 @@ class Scatter(BaseModel):
     message: str | None = Field(None, description="why there is nothing to plot, when there is not")
 
 
+WAITING_SCAN = 10_000  # without Redis 7's group lag, undelivered entries are counted up to this many
+
+
 def queue_depth(r: redis.Redis, names: Names) -> QueueDepth:
-    """Length, pending entries (of the scorers group) and dead letters of the task stream."""
-    groups = r.xinfo_groups(names.tasks) if r.exists(names.tasks) else []
-    pending = sum(int(g["pending"]) for g in groups if g["name"] in (GROUP, GROUP.encode()))
-    return QueueDepth(length=int(r.xlen(names.tasks)), pending=pending, dead=int(r.xlen(names.dead)))
+    """Length, undelivered and pending entries (of the scorers group) and dead letters of the task stream."""
+    length = int(r.xlen(names.tasks))
+    groups = r.xinfo_groups(names.tasks) if length else []
+    group = next((g for g in groups if _text(g["name"]) == GROUP), None)
+    waiting: int | None = length
+    pending = 0
+    if group is not None:
+        pending = int(group["pending"])
+        lag = group.get("lag")
+        if lag is not None:
+            waiting = int(lag)
+        else:  # Redis < 7, or a lag Redis cannot compute: count the entries after the last delivered one
+            last = _text(group["last-delivered-id"])
+            after = r.xrange(names.tasks, f"({last}", "+", count=WAITING_SCAN + 1) or []
+            waiting = len(after) if len(after) <= WAITING_SCAN else None
+    return QueueDepth(length=length, waiting=waiting, pending=pending, dead=int(r.xlen(names.dead)))
 
 
 def _text(value: object) -> str:

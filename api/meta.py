@@ -67,6 +67,8 @@ def metrics(services: ServicesDep) -> Response:
         depth = queue_depth(services.redis, services.names)
         m.queue.set(depth.length)
         m.pending.set(depth.pending)
+        if depth.waiting is not None:
+            m.waiting.set(depth.waiting)
         m.dead.set(depth.dead)
     except Exception:
         pass

@@ -99,7 +99,7 @@ function banner(text) {
 
 // ---------------------------------------------------------------- renderers
 function renderCluster(c) {
-  $("stat-queue").textContent = c.queue ? c.queue.length : "?";
+  $("stat-queue").textContent = c.queue ? (c.queue.waiting ?? c.queue.length) : "?";
   $("stat-pending").textContent = c.queue ? c.queue.pending : "?";
   $("stat-dead").textContent = c.queue ? c.queue.dead : "?";
   $("stat-dead").parentElement.classList.toggle("warn", Boolean(c.queue && c.queue.dead));
@@ -231,16 +231,15 @@ function drawScatter(plot, points, message) {
   let lo = 0, hi = 100;
   if (points.length) {
     const accs = points.map((p) => p.accuracy);
-    lo = Math.floor(Math.min(...accs) / 5) * 5;
-    hi = Math.ceil(Math.max(...accs) / 5) * 5;
-    if (hi - lo < 5) hi = lo + 5;
+    lo = Math.floor(Math.min(...accs) / 10) * 10;
+    hi = Math.ceil(Math.max(...accs) / 10) * 10;
+    if (hi - lo < 10) hi = lo + 10;
   }
+  const step = [2, 5, 10, 20, 25].find((s) => (hi - lo) / s <= 5) || 25;
   const x = (r) => L + r * pw;
   const y = (a) => T + ph - ((a - lo) / (hi - lo)) * ph;
   nodes.push(svg("rect", { x: L, y: T, width: pw, height: ph, class: "plot-bg" }));
-  const step = (hi - lo) / 4;
-  for (let i = 0; i <= 4; i++) {
-    const a = lo + i * step;
+  for (let a = lo; a <= hi + 1e-9; a += step) {
     nodes.push(svg("line", { x1: L, x2: L + pw, y1: y(a), y2: y(a), class: "grid-line" }));
     nodes.push(svg("text", { x: L - 6, y: y(a) + 4, class: "tick", "text-anchor": "end" }, a.toFixed(0)));
   }

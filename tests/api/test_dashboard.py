@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from apikit import random_arch, store_scores
+from apikit import REDIS_URL, random_arch, store_scores
 
 from zcscore.spaces.nb201 import NB201Arch
 
@@ -26,7 +26,8 @@ def test_cluster_counts_the_queue_and_outstanding_work(api) -> None:
     job = api.client.post("/v1/jobs", json=body).json()
     api.redis.hset(f"{api.settings.redis_prefix}:actors", "actor-0", 4242)
     c = api.client.get("/v1/cluster").json()
-    assert c["queue"]["length"] >= 1 and c["queue"]["dead"] == 0  # nobody scores here: the tasks wait
+    q = c["queue"]
+    assert q["length"] >= 1 and q["waiting"] == q["length"] and q["pending"] == q["dead"] == 0  # nobody reads here
     assert {"name": "actor-0", "pid": 4242, "node": None} in c["workers"]
     mine = next(u for u in c["users"] if u["owner"] is None)  # auth is off: jobs have no owner
     assert mine["tasks"] >= 6 and mine["jobs"] >= 1
@@ -84,3 +85,31 @@ def test_metrics_use_standard_names_and_render_the_global_registry_once(api) -> 
     for name in ("zcscore_jobs_submitted_total", "zcscore_tasks_cached_total", "zcscore_queue_dead_letters"):
         assert re.search(rf"^{name} ", text, re.M), name
     assert "process_cpu_seconds_total" in text  # the process collector of the global registry
+
+
+@pytest.mark.parametrize("lag", [True, False], ids=["redis7-lag", "no-lag"])
+def test_queue_depth_counts_waiting_and_pending_entries(api, lag: bool) -> None:
+    import uuid
+
+    import redis
+
+    from zcscore.api.dashboard import queue_depth
+    from zcscore.workers.streams import GROUP, Names
+
+    class NoLag(redis.Redis):  # an older Redis: XINFO GROUPS without "lag"
+        def xinfo_groups(self, name):  # type: ignore[no-untyped-def,override]
+            return [{k: v for k, v in g.items() if k != "lag"} for g in super().xinfo_groups(name)]
+
+    names = Names(f"zcstest-{uuid.uuid4().hex[:10]}")
+    r = api.redis if lag else NoLag.from_url(REDIS_URL)
+    try:
+        assert queue_depth(r, names).model_dump() == {"length": 0, "waiting": 0, "pending": 0, "dead": 0}
+        for i in range(5):
+            r.xadd(names.tasks, {"i": i})
+        r.xgroup_create(names.tasks, GROUP, id="0")
+        read = r.xreadgroup(GROUP, "c1", {names.tasks: ">"}, count=2)
+        r.xack(names.tasks, GROUP, read[0][1][0][0])
+        r.xadd(names.dead, {"i": 9})
+        assert queue_depth(r, names).model_dump() == {"length": 5, "waiting": 3, "pending": 1, "dead": 1}
+    finally:
+        r.delete(names.tasks, names.dead)
