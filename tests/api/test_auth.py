@@ -114,3 +114,25 @@ def test_quotas_are_enforced_at_submit_with_429_naming_the_limit(lab) -> None:
     c.delete(f"/v1/jobs/{first.json()['id']}", headers=bearer(made["bob"]))
     again = c.post("/v1/jobs", json={**BODY, "archs": [random_arch(6201)]}, headers=bearer(made["bob"]))
     assert again.status_code == 202  # the cancelled job no longer counts
+
+
+def test_dashboard_routes_follow_the_auth_rules(lab) -> None:
+    server, made = lab
+    c = server.client
+    assert c.get("/ui").status_code == 200  # the page is open; the data it polls is not
+    for path, params in (("/v1/cluster", {}), ("/v1/scatter", {"proxy": "params"})):
+        assert c.get(path, params=params).status_code == 401
+        refused = c.get(path, params=params, headers=bearer("zcs_unknown"))
+        assert refused.status_code == 401 and refused.json()["errors"][0]["loc"] == ["header", "authorization"]
+        assert c.get(path, params=params, headers=bearer(made["bob"])).status_code == 200
+    dave = keys(server, "create", "--name", "dave").stdout.strip()
+    mine = c.post("/v1/jobs", json={**BODY, "archs": [random_arch(6300), random_arch(6301)]}, headers=bearer(dave))
+    theirs = c.post("/v1/jobs", json={**BODY, "archs": [random_arch(6302)]}, headers=bearer(made["root"]))
+    assert mine.status_code == theirs.status_code == 202  # no workers here: both stay outstanding
+    seen = c.get("/v1/cluster", headers=bearer(dave)).json()
+    assert seen["users"] == [{"owner": "dave", "jobs": 1, "tasks": 2}]  # own row by name
+    assert seen["others"]["jobs"] >= 1 and seen["others"]["tasks"] >= 1  # everyone else, summed, unnamed
+    admin = c.get("/v1/cluster", headers=bearer(made["root"])).json()
+    assert {"dave", "root"} <= {u["owner"] for u in admin["users"]} and admin["others"] is None
+    listed = c.get("/v1/jobs", headers=bearer(dave)).json()["items"]
+    assert [(j["id"], j["owner"]) for j in listed] == [(mine.json()["id"], "dave")]
