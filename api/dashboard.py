@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import math
 import random
+import threading
+import time
+import weakref
 from pathlib import Path
 from typing import Annotated
 
@@ -22,9 +25,11 @@ from zcscore.api.deps import ServicesDep
 from zcscore.api.errors import field_error
 from zcscore.api.scores import known_space, stored_proxy
 from zcscore.storage.keys import JsonScore, decode_score, json_score
+from zcscore.storage.store import SqlStore
 from zcscore.workers.streams import GROUP, Names
 
 STATIC = Path(__file__).resolve().parent / "static"
+STORED_CACHE_S = 3.0  # how long the stored-scores census is reused (a GROUP BY over every score)
 TRUTH_DATASET = "cifar10"  # the scatter's y axis: CIFAR-10 test accuracy (NB101: its validation accuracy)
 
 router = APIRouter(prefix="/v1", tags=["dashboard"])
@@ -77,7 +82,7 @@ class Cluster(BaseModel):
     workers: list[WorkerInfo]
     users: list[UserLoad]
     others: Load | None = Field(None, description="other users' work, summed (for a non-admin caller)")
-    stored: list[StoredCount]
+    stored: list[StoredCount] = Field(description="scores per space and proxy (refreshed every few seconds)")
 
 
 class ScatterPoint(BaseModel):
@@ -125,6 +130,27 @@ def queue_depth(r: redis.Redis, names: Names) -> QueueDepth:
     return QueueDepth(length=length, waiting=waiting, pending=pending, dead=int(r.xlen(names.dead)))
 
 
+class _StoredCensus:
+    """``store.stored_counts()`` reused for :data:`STORED_CACHE_S` per store (every open dashboard polls it)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._seen: weakref.WeakKeyDictionary[SqlStore, tuple[float, list[StoredCount]]] = weakref.WeakKeyDictionary()
+
+    def get(self, store: SqlStore) -> list[StoredCount]:
+        with self._lock:
+            taken, value = self._seen.get(store, (-math.inf, []))
+        if time.monotonic() - taken < STORED_CACHE_S:
+            return value
+        value = [StoredCount(space=s, proxy=p, scores=n) for s, p, n in store.stored_counts()]
+        with self._lock:
+            self._seen[store] = (time.monotonic(), value)
+        return value
+
+
+_CENSUS = _StoredCensus()
+
+
 def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -155,8 +181,7 @@ def cluster(services: ServicesDep, user: UserDep) -> Cluster:
         users = [u for u in users if u.owner == user.name]
         rest = [x for x in loads if x.owner != user.name]
         others = Load(jobs=sum(x.jobs for x in rest), tasks=sum(x.tasks for x in rest))
-    stored = [StoredCount(space=s, proxy=p, scores=n) for s, p, n in services.store.stored_counts()]
-    return Cluster(queue=queue, workers=workers, users=users, others=others, stored=stored)
+    return Cluster(queue=queue, workers=workers, users=users, others=others, stored=_CENSUS.get(services.store))
 
 
 @router.get("/scatter", dependencies=[Depends(current_user)])  # stored scores are readable by every user
