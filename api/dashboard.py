@@ -29,6 +29,7 @@ from zcscore.storage.store import SqlStore
 from zcscore.workers.streams import GROUP, Names
 
 STATIC = Path(__file__).resolve().parent / "static"
+CSP = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'"  # same-origin only: no CDN, no inline JS
 STORED_CACHE_S = 3.0  # how long the stored-scores census is reused (a GROUP BY over every score)
 TRUTH_DATASET = "cifar10"  # the scatter's y axis: CIFAR-10 test accuracy (NB101: its validation accuracy)
 
@@ -256,4 +257,4 @@ def _ranks(scores: list[float], higher_is_better: bool) -> list[float]:
 @page.get("/ui", include_in_schema=False)
 def dashboard() -> FileResponse:
     """The dashboard page (static; its data comes from the /v1 routes above)."""
-    return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+    return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache", "Content-Security-Policy": CSP})

@@ -225,7 +225,7 @@ async function refreshScatter() {
 }
 
 function drawScatter(plot, points, message) {
-  const W = 520, H = 320, L = 48, R = 12, T = 12, B = 40;
+  const W = 520, H = 320, L = 48, R = 22, T = 12, B = 40;
   const pw = W - L - R, ph = H - T - B;
   const nodes = [];
   let lo = 0, hi = 100;

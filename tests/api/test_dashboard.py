@@ -16,6 +16,8 @@ def test_the_page_and_its_assets_are_served_and_kept_out_of_the_schema(api) -> N
     for asset in re.findall(r'(?:src|href)="(/ui/static/[^"]+)"', page.text):
         assert api.client.get(asset).status_code == 200, asset
     assert "http://" not in page.text and "https://" not in page.text  # nothing from a CDN
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    assert api.client.get("/ui/", follow_redirects=True).status_code == 200
     paths = api.client.get("/openapi.json").json()["paths"]
     assert {"/v1/cluster", "/v1/scatter"} <= set(paths)
     assert not {"/ui", "/metrics", "/healthz"} & set(paths)

@@ -110,6 +110,9 @@ def test_the_dashboard_follows_jobs_to_100_percent_per_user(lab: Lab, browser, d
     expect = playwright_api.expect
     archs = all_archs(data_dir)
     page = browser.new_page(viewport={"width": 1440, "height": 1100})
+    errors: list[str] = []  # script errors and CSP violations; a refused key's 401 is expected
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" and "401" not in m.text else None)
     page.goto(f"{lab.url}/ui")
     expect(page.locator("#banner")).to_contain_text("enter your API key")  # auth is on and the page has no key
     use_key(page, lab.keys["alice"])
@@ -139,3 +142,4 @@ def test_the_dashboard_follows_jobs_to_100_percent_per_user(lab: Lab, browser, d
     if os.environ.get("ZCSCORE_DASHBOARD_PNG"):
         shutil.copyfile(shot, os.environ["ZCSCORE_DASHBOARD_PNG"])
     page.close()
+    assert errors == []
