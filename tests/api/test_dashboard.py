@@ -116,3 +116,25 @@ def test_queue_depth_counts_waiting_and_pending_entries(api, lag: bool) -> None:
         assert queue_depth(r, names).model_dump() == {"length": 5, "waiting": 3, "pending": 1, "dead": 1}
     finally:
         r.delete(names.tasks, names.dead)
+
+
+def test_the_dashboard_routes_import_neither_torch_nor_ray(tmp_path) -> None:
+    import subprocess
+    import sys
+    import uuid
+
+    code = f"""
+import sys
+from fastapi.testclient import TestClient
+from zcscore.api.app import create_app
+from zcscore.settings import Settings
+s = Settings(home={str(tmp_path)!r}, database_url="sqlite:///{tmp_path}/t.db", redis_url={REDIS_URL!r},
+             redis_prefix="zcstest-{uuid.uuid4().hex[:10]}")
+with TestClient(create_app(s)) as c:
+    assert c.get("/v1/scatter", params={{"proxy": "params"}}).status_code == 200
+    assert c.get("/v1/cluster").status_code == 200 and c.get("/ui").status_code == 200
+print(sorted({{m.split('.')[0] for m in sys.modules}} & {{'torch', 'ray'}}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"
