@@ -13,7 +13,7 @@ from zcscore.api.deps import ServicesDep
 from zcscore.api.schemas import Health, ProxyInfo, SpaceInfo
 from zcscore.proxies.catalog import list_specs
 from zcscore.spaces import list_spaces
-from zcscore.workers.streams import GROUP
+from zcscore.workers.streams import lane_stats
 
 router = APIRouter(tags=["service"])
 
@@ -63,10 +63,10 @@ def metrics(services: ServicesDep) -> Response:
     """Prometheus text exposition (queue gauges are read from Redis at scrape time)."""
     m, r, n = services.metrics, services.redis, services.names
     try:
-        m.queue.set(r.xlen(n.tasks))
+        lanes = lane_stats(r, n)  # every user's lanes together
+        m.queue.set(sum(st.length for st in lanes))
         m.dead.set(r.xlen(n.dead))
-        groups = r.xinfo_groups(n.tasks) if r.exists(n.tasks) else []
-        m.pending.set(sum(int(g["pending"]) for g in groups if g["name"] in (GROUP, GROUP.encode())))
+        m.pending.set(sum(st.pending for st in lanes))
     except Exception:
         pass
     return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)
