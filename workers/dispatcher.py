@@ -142,7 +142,7 @@ class Dispatcher:
         now = time.monotonic()
         if now >= self._next["lanes"]:
             self._next["lanes"] = now + LANES_REFRESH_S
-            self._refresh_lanes()
+            self.refresh_lanes()
         if now >= self._next["claim"]:
             self._next["claim"] = now + max(self.s.claim_idle_s / 2, 0.5)
             self._autoclaim()
@@ -157,15 +157,19 @@ class Dispatcher:
             for user, depth in queue_depths(self.r, self.names).items():
                 self.metrics.queue_depth.labels(user).set(depth)
         if self.pool.free():
-            self._probe()
+            if not self.pool.busy() and not any(self.buffers.values()):
+                self._probe(500)  # idle: wait for work (at most 0.5 s)
             self._assign()
         self._drain_results(0.05 if self.pool.busy() else 0.0)
+        if not self.pool.busy() and any(self.buffers.values()):
+            time.sleep(0.05)  # only retries waiting out their backoff: do not spin
         if self._store_down:  # a whole step went through
             log.info("store is back; held results committed")
             self._store_down = False
 
     # reading the lanes --------------------------------------------------------------------------
-    def _refresh_lanes(self) -> None:
+    def refresh_lanes(self) -> None:
+        """Re-read the lane registry."""
         lanes = list_lanes(self.r, self.names)
         for lane in set(lanes) - set(self.lanes):
             if lane == self.names.tasks:
@@ -176,22 +180,21 @@ class Dispatcher:
         """Give every known lane its group (and registration) back, e.g. after a Redis restart."""
         for lane in set(self.lanes) | set(list_lanes(self.r, self.names)):
             ensure_lane(self.r, self.names, lane)
-        self._refresh_lanes()
+        self.refresh_lanes()
 
     def _ready(self, lane: str, now: float) -> list[Pending]:
         """Buffered entries of ``lane`` that may start now (retries wait out their backoff)."""
         return [p for p in self.buffers.get(lane, []) if p.msg.not_before <= now]
 
-    def _probe(self) -> None:
-        """Read one entry from each lane with nothing ready, to learn which users wait (blocks when idle)."""
+    def _probe(self, block_ms: int = 0) -> None:
+        """Read one entry from each lane with nothing ready, to learn which users wait (``block_ms``: wait for one)."""
         now, cap = time.time(), 2 * self.s.batch_size
         lanes = [ln for ln in self.lanes if not self._ready(ln, now) and len(self.buffers.get(ln, [])) < cap]
-        idle = not self.pool.busy() and not any(self.buffers.values())
         if not lanes:
-            if idle:
-                time.sleep(LANES_REFRESH_S / 2)
+            if block_ms:
+                time.sleep(min(block_ms / 1000, LANES_REFRESH_S))
             return
-        self._read({ln: ">" for ln in lanes}, 1, 500 if idle else 0)
+        self._read({ln: ">" for ln in lanes}, 1, block_ms)
 
     def _top_up(self, lane: str) -> None:
         """Read what the lane needs for a full batch (its buffer stays within two batches)."""
@@ -286,14 +289,10 @@ class Dispatcher:
             self._next["unwanted"] = time.monotonic() + UNWANTED_CHECK_S
             self._drop_unwanted()
         for slot in self.pool.free():
-            now = time.time()
-            lane = self.fair.pick(ln for ln in self.buffers if self._ready(ln, now))
-            if lane is None:
+            nxt = self.next_batch()
+            if nxt is None:
                 return
-            self._top_up(lane)
-            batch = self._take_batch(lane, time.time())
-            if not batch:  # (the top-up dead-lettered nothing we had ready; defensive)
-                continue
+            lane, batch = nxt
             timeout = self.s.arch_timeout_s * len(batch)
             msg = batch[0].msg
             archs = [p.msg.arch for p in batch]
@@ -303,6 +302,23 @@ class Dispatcher:
             user, priority = self.names.lane_of(lane)
             self.metrics.batches.inc()
             self.metrics.dispatched.labels(user, priority).inc(len(batch))
+
+    def next_batch(self) -> tuple[str, list[Pending]] | None:
+        """The next batch by fair share and its lane: the lane whose turn it is, topped up from Redis.
+
+        Every lane with nothing ready is probed first (one entry each, one round trip), so a user whose
+        buffer ran dry keeps their turn; None when no lane has work that can start now.
+        """
+        self._probe()
+        while True:
+            now = time.time()
+            lane = self.fair.pick(ln for ln in self.buffers if self._ready(ln, now))
+            if lane is None:
+                return None
+            self._top_up(lane)
+            batch = self._take_batch(lane, time.time())
+            if batch:
+                return lane, batch
 
     def _take_batch(self, lane: str, now: float) -> list[Pending]:
         """The lane's first ready entry and up to ``batch_size - 1`` ready ones scored the same way."""
