@@ -41,7 +41,7 @@ from zcscore.workers.streams import GROUP, Names, TaskMessage, ensure_lane, list
 
 log = logging.getLogger(__name__)
 UNWANTED_CHECK_S = 0.5  # how often buffered work is checked against cancelled jobs (one query)
-LANES_REFRESH_S = 0.5  # how often the lane registry is re-read (a new user's work waits at most this long)
+LANES_REFRESH_S = 0.25  # how often the lane registry is re-read (a new user's work waits at most this long)
 GAUGES_S = 2.0  # how often the queue-depth gauge is refreshed from Redis
 
 
