@@ -37,7 +37,15 @@ from zcscore.workers.fair import FairScheduler
 from zcscore.workers.metrics import worker_metrics
 from zcscore.workers.pool import ActorPool
 from zcscore.workers.reconcile import reconcile
-from zcscore.workers.streams import GROUP, Names, TaskMessage, ensure_lane, list_lanes, queue_depths
+from zcscore.workers.streams import (
+    GROUP,
+    Names,
+    TaskMessage,
+    ensure_group,
+    ensure_lane,
+    list_lanes,
+    queue_depths,
+)
 
 log = logging.getLogger(__name__)
 UNWANTED_CHECK_S = 0.5  # how often buffered work is checked against cancelled jobs (one query)
@@ -171,14 +179,14 @@ class Dispatcher:
     def refresh_lanes(self) -> None:
         """Re-read the lane registry."""
         lanes = list_lanes(self.r, self.names)
-        for lane in set(lanes) - set(self.lanes):
-            if lane == self.names.tasks:
-                ensure_lane(self.r, self.names, lane)  # the old single stream may predate its registration
+        if self.names.tasks in lanes and self.names.tasks not in self.lanes:
+            ensure_group(self.r, self.names.tasks)  # the old single stream (listed while it exists, never registered)
         self.lanes = lanes
 
     def _ensure_lanes(self) -> None:
         """Give every known lane its group (and registration) back, e.g. after a Redis restart."""
-        for lane in set(self.lanes) | set(list_lanes(self.r, self.names)):
+        self.lanes = [ln for ln in self.lanes if ln != self.names.tasks]  # (re-listed by refresh while it exists)
+        for lane in set(self.lanes) | set(list_lanes(self.r, self.names)) - {self.names.tasks}:
             ensure_lane(self.r, self.names, lane)
         self.refresh_lanes()
 

@@ -206,8 +206,13 @@ def ensure_lane(r: redis.Redis, names: Names, lane: str) -> None:
     The group starts at id 0, so entries added before it existed are delivered too.
     """
     r.sadd(names.lanes, lane)
+    ensure_group(r, lane)
+
+
+def ensure_group(r: redis.Redis, stream: str) -> None:
+    """Create the consumer group of ``stream`` (and the stream) at id 0 if missing."""
     try:
-        r.xgroup_create(lane, GROUP, id="0", mkstream=True)
+        r.xgroup_create(stream, GROUP, id="0", mkstream=True)
     except redis.ResponseError as exc:
         if "BUSYGROUP" not in str(exc):
             raise
