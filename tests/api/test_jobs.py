@@ -38,6 +38,7 @@ BAD_BODIES = [
     ({**OK, "config": {"seed": "abc"}}, "config.seed"),
     ({**OK, "config": {"sede": 1}}, "config.sede"),
     ({**OK, "extra": 1}, "extra"),
+    ({**OK, "priority": "urgent"}, "priority"),
 ]
 
 
@@ -94,6 +95,15 @@ def test_submit_enqueues_one_message_per_distinct_arch_and_is_idempotent(api) ->
     assert conflict.status_code == 409
     status = api.client.get(f"/v1/jobs/{first.json()['id']}").json()
     assert status == {"id": first.json()["id"], "status": "queued", "done": 0, "failed": 0, "total": 6, "failures": {}}
+
+
+def test_priority_picks_the_lane_and_is_part_of_the_body(api) -> None:
+    lane = f"{api.settings.redis_prefix}:lane:high:-"
+    body = {**OK, "archs": [random_arch(1500)], "priority": "high"}
+    key = {"Idempotency-Key": uuid.uuid4().hex}
+    assert api.client.post("/v1/jobs", json=body, headers=key).status_code == 202
+    assert api.redis.xlen(lane) == 1 and api.redis.sismember(f"{api.settings.redis_prefix}:lanes", lane)
+    assert api.client.post("/v1/jobs", json={**body, "priority": "low"}, headers=key).status_code == 409
 
 
 def test_stored_scores_are_served_without_enqueueing(api) -> None:
