@@ -104,6 +104,7 @@ class Dispatcher:
         self.uncommitted: list[tuple[list[Pending], list[dict[str, Any]]]] = []  # scored, store was down
         self._next = {"claim": 0.0, "refresh": 0.0, "reconcile": 0.0, "unwanted": 0.0, "lanes": 0.0, "gauges": 0.0}
         self._store_down = False
+        self._gauge_users: set[str] = set()
         self.scored = 0
 
     @property
@@ -162,8 +163,7 @@ class Dispatcher:
             self.reconcile()
         if now >= self._next["gauges"]:
             self._next["gauges"] = now + GAUGES_S
-            for user, depth in queue_depths(self.r, self.names).items():
-                self.metrics.queue_depth.labels(user).set(depth)
+            self._update_gauges()
         if self.pool.free():
             if not self.pool.busy() and not any(self.buffers.values()):
                 self._probe(500)  # idle: wait for work (at most 0.5 s)
@@ -174,6 +174,15 @@ class Dispatcher:
         if self._store_down:  # a whole step went through
             log.info("store is back; held results committed")
             self._store_down = False
+
+    def _update_gauges(self) -> None:
+        """Per-user queue depth from Redis (users whose lanes vanished, e.g. after a Redis restart, read 0)."""
+        depths = queue_depths(self.r, self.names)
+        for user in self._gauge_users - set(depths):
+            self.metrics.queue_depth.labels(user).set(0)
+        for user, depth in depths.items():
+            self.metrics.queue_depth.labels(user).set(depth)
+        self._gauge_users |= set(depths)
 
     # reading the lanes --------------------------------------------------------------------------
     def refresh_lanes(self) -> None:
