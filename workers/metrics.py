@@ -3,7 +3,8 @@
 Registered once per process (:func:`worker_metrics`), so ``zcscore serve`` (API and dispatcher in one
 process) renders them next to the API's, and ``zcscore dispatcher`` serves them on
 ``ZCSCORE_METRICS_PORT`` (:func:`serve_metrics`). Counters count what this process did; the queue-depth
-gauge is a snapshot of Redis (every dispatcher exports the same values).
+gauge is a snapshot of Redis (every dispatcher exports the same values). No name here is also a name (or a
+counter's family name) of the API's own metrics (``api/metrics.py``), so both can share one registry.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ class WorkerMetrics:
     failed: Counter  # zcscore_tasks_failed_total{proxy,code}
     retried: Counter  # zcscore_tasks_retried_total{code}
     duration: Histogram  # zcscore_proxy_duration_seconds{proxy}
-    dead_letters: Counter  # zcscore_dead_letters_total
+    dead_letters: Counter  # zcscore_tasks_dead_lettered_total
     actor_restarts: Counter  # zcscore_actor_restarts_total{reason}
     batches: Counter  # zcscore_batches_total
     batches_failed: Counter  # zcscore_batches_failed_total{code}
@@ -54,7 +55,7 @@ class WorkerMetrics:
                 buckets=DURATION_BUCKETS,
                 registry=r,
             ),
-            dead_letters=Counter("zcscore_dead_letters", "tasks moved to the dead-letter stream", registry=r),
+            dead_letters=Counter("zcscore_tasks_dead_lettered", "tasks moved to the dead-letter stream", registry=r),
             actor_restarts=Counter(
                 "zcscore_actor_restarts",
                 "scoring actors replaced (died, timed out, failed to start)",

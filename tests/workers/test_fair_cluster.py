@@ -257,4 +257,4 @@ def test_a_small_user_is_not_starved_even_when_a_dispatcher_dies(cluster: Cluste
     assert metric(body, "zcscore_proxy_duration_seconds_count", proxy="params") > ALICE_ARCHS / 4
     assert metric(body, "zcscore_archs_dispatched_total", priority="normal", user="bob") >= 5  # Bob's second job
     assert metric(body, "zcscore_batches_total") > 0
-    assert "zcscore_dead_letters_total 0.0" in body
+    assert "zcscore_tasks_dead_lettered_total 0.0" in body

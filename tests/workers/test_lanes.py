@@ -172,6 +172,25 @@ def test_worker_metrics_are_registered_once_in_the_global_registry() -> None:
         "zcscore_tasks_completed_total",
         "zcscore_proxy_duration_seconds_bucket",
         "zcscore_queue_depth",
-        "zcscore_dead_letters_total",
+        "zcscore_tasks_dead_lettered_total",
     ):
         assert name in text, name
+
+
+def test_worker_metric_names_never_collide_with_the_apis() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from zcscore.api.metrics import Metrics
+    from zcscore.workers.metrics import WorkerMetrics
+
+    mine = CollectorRegistry()
+    WorkerMetrics.create(mine)
+
+    def names(registry: CollectorRegistry) -> set[str]:
+        out = set()
+        for family in registry.collect():
+            out.add(family.name)
+            out.update(s.name for s in family.samples)
+        return out
+
+    assert names(mine) & names(Metrics().registry) == set()  # the API may render both from one registry
