@@ -194,3 +194,13 @@ def test_worker_metric_names_never_collide_with_the_apis() -> None:
         return out
 
     assert names(mine) & names(Metrics().registry) == set()  # the API may render both from one registry
+
+
+def test_the_queue_side_modules_import_neither_torch_nor_ray() -> None:
+    import subprocess
+    import sys
+
+    mods = ", ".join(f"zcscore.workers.{m}" for m in ("streams", "jobs", "fair", "reconcile", "metrics"))
+    code = f"import sys, {mods}; print(sorted({{m.split('.')[0] for m in sys.modules}} & {{'torch', 'ray'}}))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
