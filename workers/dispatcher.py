@@ -85,6 +85,11 @@ def score_row(msg: TaskMessage, key: str, rec: dict[str, Any]) -> dict[str, Any]
     }
 
 
+def _text(value: Any) -> str:
+    """A Redis reply item (bytes or str) as str."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 class Dispatcher:
     """Moves tasks from the lanes to the actors (fairly across users) and results to the store."""
 
@@ -224,16 +229,24 @@ class Dispatcher:
         query = cast("dict[Any, StreamIdT]", streams)
         resp = self.r.xreadgroup(GROUP, self.consumer, query, count=count, block=block_ms or None)
         for stream, items in cast("list[list[Any]]", resp or []):  # RESP2 reply: [[stream, [(id, fields), ...]], ...]
-            self._accept(stream.decode() if isinstance(stream, bytes) else str(stream), items)
+            self._accept(_text(stream), items)
+
+    def _held(self) -> list[Pending]:
+        """Entries this dispatcher holds: buffered, in flight on the actors, or scored and not committed."""
+        held = self.buffer + [p for batch, _ in self.uncommitted for p in batch]
+        for batch in self.pool.in_flight():
+            held.extend(batch)
+        return held
 
     def _autoclaim(self) -> None:
         idle_ms = int(self.s.claim_idle_s * 1000)
+        mine = {(p.lane, p.entry_id) for p in self._held()}  # (never taken twice, should a refresh come late)
         for lane in self.lanes:
             start = "0-0"
             while True:
                 res = self.r.xautoclaim(lane, GROUP, self.consumer, idle_ms, start_id=start, count=100)
                 start, entries = res[0], res[1]
-                entries = [(eid, f) for eid, f in entries if f]
+                entries = [(eid, f) for eid, f in entries if f and (lane, _text(eid)) not in mine]
                 if entries:
                     log.info("reclaimed %d stale entries of %s", len(entries), lane)
                     self._accept(lane, entries)
@@ -242,11 +255,8 @@ class Dispatcher:
 
     def _refresh_inflight(self) -> None:
         """Reset the idle time of our own pending entries so no one reclaims live work."""
-        held = self.buffer + [p for batch, _ in self.uncommitted for p in batch]
-        for batch in self.pool.in_flight():
-            held.extend(batch)
         by_lane: dict[str, list[StreamIdT]] = {}
-        for p in held:
+        for p in self._held():
             by_lane.setdefault(p.lane, []).append(p.entry_id)
         for lane, ids in by_lane.items():
             self.r.xclaim(lane, GROUP, self.consumer, 0, ids, justid=True)
@@ -256,8 +266,8 @@ class Dispatcher:
         if not entries:
             return
         pending = []
-        for eid, fields in entries:
-            eid = eid.decode() if isinstance(eid, bytes) else eid
+        for raw, fields in entries:
+            eid = _text(raw)
             try:
                 msg = TaskMessage.from_fields(fields)
                 pending.append(Pending(eid, msg, dict(msg.keys), lane))
