@@ -212,7 +212,7 @@ def metric(body: str, name: str, **labels: str) -> float:
 def test_a_small_user_is_not_starved_even_when_a_dispatcher_dies(cluster: Cluster) -> None:
     c = cluster
     alice = c.submit("alice", [chain(i) for i in range(ALICE_ARCHS)])
-    c.wait("alice", alice, 3 * BATCH, timeout=120)  # both actors busy with Alice's work
+    c.wait("alice", alice, 3 * BATCH, timeout=120)  # the actors are busy with her work
 
     mark = c.last_score_id()
     bob = c.submit("bob", [chain(3000 + i) for i in range(5)])
@@ -251,7 +251,7 @@ def test_a_small_user_is_not_starved_even_when_a_dispatcher_dies(cluster: Cluste
         if metric(body, "zcscore_queue_depth", user="alice") == 0 or time.time() > deadline:
             break
         time.sleep(0.5)
-    assert metric(body, "zcscore_queue_depth", user="alice") == 0.0
+    assert 'zcscore_queue_depth{user="alice"} 0.0' in body
     assert 'zcscore_queue_depth{user="bob"} 0.0' in body
     assert metric(body, "zcscore_tasks_completed_total", proxy="params") > ALICE_ARCHS / 4
     assert metric(body, "zcscore_proxy_duration_seconds_count", proxy="params") > ALICE_ARCHS / 4
