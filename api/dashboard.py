@@ -26,7 +26,7 @@ from zcscore.api.errors import field_error
 from zcscore.api.scores import known_space, stored_proxy
 from zcscore.storage.keys import JsonScore, decode_score, json_score
 from zcscore.storage.store import SqlStore
-from zcscore.workers.streams import GROUP, Names
+from zcscore.workers.streams import ANONYMOUS, Names, lane_stats, queue_depths
 
 STATIC = Path(__file__).resolve().parent / "static"
 CSP = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'"  # same-origin only: no CDN, no inline JS
@@ -38,11 +38,11 @@ page = APIRouter()
 
 
 class QueueDepth(BaseModel):
-    """The task stream: its entries (acked ones stay until trimmed), those not yet delivered to a dispatcher,
-    those delivered but not acked, and dead letters."""
+    """The task lanes together: their entries (acked ones stay until trimmed), those not yet delivered to a
+    dispatcher, those delivered but not acked, and dead letters."""
 
     length: int
-    waiting: int | None = Field(description="entries no dispatcher has read yet (null: Redis cannot tell)")
+    waiting: int | None = Field(description="entries no dispatcher has read yet")
     pending: int
     dead: int
 
@@ -66,6 +66,7 @@ class UserLoad(Load):
     """One user's outstanding work (``owner`` null: jobs submitted while auth was off)."""
 
     owner: str | None
+    queued: int = Field(0, description="archs waiting in the user's lanes, not yet scored (queue_depths)")
 
 
 class StoredCount(BaseModel):
@@ -109,26 +110,16 @@ class Scatter(BaseModel):
     message: str | None = Field(None, description="why there is nothing to plot, when there is not")
 
 
-WAITING_SCAN = 10_000  # without Redis 7's group lag, undelivered entries are counted up to this many
-
-
 def queue_depth(r: redis.Redis, names: Names) -> QueueDepth:
-    """Length, undelivered and pending entries (of the scorers group) and dead letters of the task stream."""
-    length = int(r.xlen(names.tasks))
-    groups = r.xinfo_groups(names.tasks) if length else []
-    group = next((g for g in groups if _text(g["name"]) == GROUP), None)
-    waiting: int | None = length
-    pending = 0
-    if group is not None:
-        pending = int(group["pending"])
-        lag = group.get("lag")
-        if lag is not None:
-            waiting = int(lag)
-        else:  # Redis < 7, or a lag Redis cannot compute: count the entries after the last delivered one
-            last = _text(group["last-delivered-id"])
-            after = r.xrange(names.tasks, f"({last}", "+", count=WAITING_SCAN + 1) or []
-            waiting = len(after) if len(after) <= WAITING_SCAN else None
-    return QueueDepth(length=length, waiting=waiting, pending=pending, dead=int(r.xlen(names.dead)))
+    """Every lane together (:func:`~zcscore.workers.streams.lane_stats`): length, undelivered and pending
+    entries of the scorers group, and dead letters."""
+    lanes = lane_stats(r, names)
+    return QueueDepth(
+        length=sum(st.length for st in lanes),
+        waiting=sum(st.lag for st in lanes),
+        pending=sum(st.pending for st in lanes),
+        dead=int(r.xlen(names.dead)),
+    )
 
 
 class _StoredCensus:
@@ -170,13 +161,17 @@ def cluster(services: ServicesDep, user: UserDep) -> Cluster:
     """Queue depth, scoring workers, outstanding work per user and the stored proxies (for the dashboard)."""
     queue: QueueDepth | None = None
     workers: list[WorkerInfo] = []
+    depths: dict[str, int] = {}
     try:
         queue = queue_depth(services.redis, services.names)
         workers = _workers(services.redis, services.names)
+        depths = queue_depths(services.redis, services.names)
     except redis.RedisError:
         pass
     loads = services.store.outstanding_by_owner()
-    users = [UserLoad(owner=x.owner, jobs=x.jobs, tasks=x.tasks) for x in loads]
+    users = [
+        UserLoad(owner=x.owner, jobs=x.jobs, tasks=x.tasks, queued=depths.get(x.owner or ANONYMOUS, 0)) for x in loads
+    ]
     others = None
     if user is not None and not user.is_admin:
         users = [u for u in users if u.owner == user.name]

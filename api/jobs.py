@@ -42,7 +42,9 @@ def submit_job(
     if user is not None:
         _check_quotas(services, user, len(req.archs))
     try:
-        plan = plan_job(req.space, req.archs, req.proxies, req.config.seed, req.config.num_classes, services.settings)
+        plan = plan_job(
+            req.space, req.archs, req.proxies, req.config.seed, req.config.num_classes, services.settings, req.priority
+        )
         job_id, created, cached = submit(
             services.store, services.redis, services.names, plan, idempotency_key, owner_of(user)
         )

@@ -27,6 +27,9 @@ class JobRequest(BaseModel):
     archs: list[str] = Field(min_length=1, examples=[[EXAMPLE_ARCH]])
     proxies: list[str] = Field(min_length=1, max_length=50, examples=[["params", "flops"]])
     config: JobConfig = Field(default_factory=JobConfig)
+    priority: Literal["low", "normal", "high"] = Field(
+        "normal", description="orders this job's work within its owner's fair share of the workers"
+    )
 
 
 class JobAccepted(BaseModel):

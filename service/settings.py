@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     claim_idle_s: float = 30.0  # pending entries idle this long are reclaimed from dead dispatchers
     reconcile_interval_s: float = 10.0  # how often the store is compared with the queue
     max_body_bytes: int = 4_000_000
+    metrics_port: int | None = None  # ``zcscore dispatcher`` serves Prometheus metrics on this port (None: off)
+    metrics_addr: str = "127.0.0.1"  # ... on this address (0.0.0.0 to be scraped from other hosts)
 
     @property
     def data_path(self) -> Path:

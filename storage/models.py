@@ -69,6 +69,8 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     owner: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the key's name (None: no auth)
     archs: Mapped[int | None] = mapped_column(Integer, nullable=True)  # archs submitted (for quotas)
+    # low | normal | high: with ``owner`` it names the job's queue lane (the reconciler re-enqueues there)
+    priority: Mapped[str] = mapped_column(String(8), default="normal", server_default="normal")
 
     __table_args__ = (Index("ix_jobs_owner_created", "owner", "created_at"),)
 

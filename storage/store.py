@@ -48,6 +48,7 @@ class NewJob:
     tasks: list[TaskRow]
     owner: str | None = None
     archs: int | None = None
+    priority: str = "normal"
 
 
 JobState = Literal["queued", "running", "done", "failed"]
@@ -142,6 +143,7 @@ class SqlStore:
             finished=False,
             owner=new.owner,
             archs=new.archs,
+            priority=new.priority,
         )
         rows = [
             {

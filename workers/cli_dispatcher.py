@@ -48,6 +48,11 @@ def run(args: argparse.Namespace) -> int:
     init_ray(settings, args.ray_cpus)
     dispatcher = build_dispatcher(settings, args.consumer)
     log_startup(settings, dispatcher)
+    if settings.metrics_port is not None:
+        from zcscore.workers.metrics import serve_metrics
+
+        serve_metrics(settings.metrics_port, settings.metrics_addr)
+        log.info("metrics: http://%s:%d/metrics", settings.metrics_addr, settings.metrics_port)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -2,8 +2,8 @@
 
 Torch- and Ray-free. Planning canonicalises and hashes every arch once through its space, expands
 population proxies into their components and computes each task's cache key; submission stores the job,
-enqueues only what the store lacks, and then sets the job's "enqueued" marker (after the messages, so a
-partial enqueue leaves no marker and the reconciler redoes it).
+enqueues only what the store lacks into the lane of the job's owner and priority, and then sets the job's
+"enqueued" marker (after the messages, so a partial enqueue leaves no marker and the reconciler redoes it).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from zcscore.settings import Settings
 from zcscore.spaces import Space, SpaceError, get_space
 from zcscore.storage.keys import cache_key_for, config_hash, job_config, proxy_config_hash
 from zcscore.storage.store import NewJob, SqlStore, TaskRow
-from zcscore.workers.streams import Names, Task, enqueue, group_messages
+from zcscore.workers.streams import PRIORITIES, Names, Task, enqueue, group_messages
 
 log = logging.getLogger(__name__)
 MARKER_TTL_S = 7 * 86400
@@ -45,6 +45,7 @@ class JobPlan:
     config: dict[str, Any]
     request_hash: str
     tasks: list[TaskRow]
+    priority: str = "normal"  # low | normal | high: orders work within its owner's share
 
 
 def _specs(names: list[str], space: Space) -> list[ProxySpec]:
@@ -81,9 +82,17 @@ def _data_digest(specs: list[ProxySpec], names: list[str], settings: Settings) -
 
 
 def plan_job(
-    space_name: str, archs: list[str], proxies: list[str], seed: int, num_classes: int, settings: Settings
+    space_name: str,
+    archs: list[str],
+    proxies: list[str],
+    seed: int,
+    num_classes: int,
+    settings: Settings,
+    priority: str = "normal",
 ) -> JobPlan:
     """Validate and plan a job; raises :class:`PlanError` naming the first bad field."""
+    if priority not in PRIORITIES:
+        raise PlanError(["body", "priority"], f"unknown priority {priority!r}: one of {', '.join(PRIORITIES)}")
     try:
         space = get_space(space_name)
     except KeyError as exc:
@@ -109,9 +118,11 @@ def plan_job(
         for spec in direct:
             key = cache_key_for(arch_hash, spec.name, spec.version, cfg_hashes[spec.name])
             tasks.append(TaskRow(i, text, canonical, arch_hash, spec.name, key))
-    body = {"space": space.name, "archs": archs, "proxies": proxies, "config": config}
+    body: dict[str, Any] = {"space": space.name, "archs": archs, "proxies": proxies, "config": config}
+    if priority != "normal":  # (normal keeps the hashes of requests made before priorities existed)
+        body["priority"] = priority
     request_hash = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
-    return JobPlan(space.name, proxies, config, request_hash, tasks)
+    return JobPlan(space.name, proxies, config, request_hash, tasks, priority)
 
 
 def submit(
@@ -138,6 +149,7 @@ def submit(
         plan.tasks,
         owner,
         archs,
+        plan.priority,
     )
     job_id, created = store.create_job(new)
     if not created:
@@ -145,19 +157,28 @@ def submit(
     existing = store.existing_keys([t.cache_key for t in plan.tasks])
     missing = [t for t in plan.tasks if t.cache_key not in existing]
     try:
-        enqueue_tasks(r, names, job_id, plan.space, plan.config, missing)
+        enqueue_tasks(r, names, job_id, plan.space, plan.config, missing, names.lane(owner, plan.priority))
     except redis.RedisError:
         log.warning("Redis unavailable; job %s will be enqueued by the reconciler", job_id)
     return job_id, True, len(plan.tasks) - len(missing)
 
 
 def enqueue_tasks(
-    r: redis.Redis, names: Names, job_id: str, space: str, config: dict[str, Any], tasks: list[TaskRow]
+    r: redis.Redis,
+    names: Names,
+    job_id: str,
+    space: str,
+    config: dict[str, Any],
+    tasks: list[TaskRow],
+    lane: str,
 ) -> int:
-    """Enqueue one message per canonical arch of ``tasks``, then set the job's marker; returns messages sent."""
+    """Enqueue one message per canonical arch of ``tasks`` into ``lane``, then set the job's marker.
+
+    Returns messages sent.
+    """
     msgs = group_messages(space, config, [Task(t.canonical, t.arch_hash, t.proxy, t.cache_key) for t in tasks])
     if msgs:
-        enqueue(r, names, msgs)
+        enqueue(r, names, msgs, lane)
     r.set(names.enqueued(job_id), "1", ex=MARKER_TTL_S)
     return len(msgs)
 
@@ -171,4 +192,5 @@ def enqueue_missing(store: SqlStore, r: redis.Redis, names: Names, job_id: str) 
     space = get_space(job.space)
     hashes = {t.canonical: space.canonical_hash(space.parse(t.canonical)) for t in missing}
     rows = [TaskRow(t.position, t.arch, t.canonical, hashes[t.canonical], t.proxy, t.cache_key) for t in missing]
-    return enqueue_tasks(r, names, job_id, job.space, job.config, rows)
+    lane = names.lane(job.owner, job.priority)
+    return enqueue_tasks(r, names, job_id, job.space, job.config, rows, lane)

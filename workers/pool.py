@@ -13,6 +13,7 @@ from ray.exceptions import RayActorError, RayTaskError
 
 from zcscore.errors import Classified, classify
 from zcscore.workers.actor import ScoringActor
+from zcscore.workers.metrics import worker_metrics
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,7 @@ class ActorPool:
                 slot.pid, slot.node = ray.get(ref)
             except Exception as exc:  # died before it was up, e.g. its node went away
                 log.warning("actor %s failed to start (%s); asking again", slot.name, type(exc).__name__)
+                worker_metrics().actor_restarts.labels("start_failed").inc()
                 self._spawn(slot)
                 continue
             slot.starting = None
@@ -99,10 +101,11 @@ class ActorPool:
         while any(s.starting is not None for s in self.slots) and time.monotonic() < deadline:
             self.check_starting(timeout=min(1.0, max(deadline - time.monotonic(), 0.0)))
 
-    def replace(self, slot: Slot) -> None:
-        """Kill the slot's actor (if alive) and start a fresh one."""
+    def replace(self, slot: Slot, reason: str = "replaced") -> None:
+        """Kill the slot's actor (if alive) and start a fresh one; ``reason`` labels the restart metric."""
         with contextlib.suppress(Exception):  # already dead
             ray.kill(slot.actor, no_restart=True)
+        worker_metrics().actor_restarts.labels(reason).inc()
         self._spawn(slot)
 
     def free(self) -> list[Slot]:
@@ -180,7 +183,7 @@ class ActorPool:
             if error is not None:  # the running call is charged; calls queued behind it never ran
                 behind = Classified("requeued", f"queued on actor {slot.name}, which failed before running it")
                 out.extend((c.payload, None, error if i == 0 else behind) for i, c in enumerate(slot.calls))
-                self.replace(slot)
+                self.replace(slot, error.code)  # actor_died | timeout
         return out
 
     def shutdown(self) -> None:

@@ -1,9 +1,14 @@
-"""Redis stream and key names (all in one place), task messages, and the Redis connection.
+"""Redis stream and key names (all in one place), task messages, lanes, and the Redis connection.
 
 Torch- and Ray-free: the API enqueues with these helpers. One message is one canonical arch with the
 task proxies still missing for it under one config, so the engine shares passes between those proxies.
 A message carries the arch's canonical hash and each proxy's cache key: no layer after the API parses it
 again except the actor that builds the network.
+
+Work is queued in *lanes*: one stream per (user, priority), ``<prefix>:lane:<priority>:<user>``, each with
+the consumer group :data:`GROUP`, all listed in the set ``<prefix>:lanes``. Dispatchers share the lanes
+out fairly (``workers/fair.py``). The single stream of earlier versions, ``<prefix>:tasks``, is still read
+as the anonymous user's normal lane so that entries queued before an upgrade are not stranded.
 """
 
 from __future__ import annotations
@@ -12,12 +17,15 @@ import json
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import redis
 from redis.typing import EncodableT, FieldT
 
 GROUP = "scorers"
+PRIORITIES = ("low", "normal", "high")
+PRIORITY_WEIGHTS = {"low": 1, "normal": 4, "high": 16}  # shares of a user's turns between their lanes
+ANONYMOUS = "-"  # the user of jobs submitted without a key (auth off)
 _EMBEDDED: dict[str, Any] = {}
 _LOCK = threading.Lock()
 
@@ -30,8 +38,28 @@ class Names:
 
     @property
     def tasks(self) -> str:
-        """Stream of task messages (consumer group :data:`GROUP`)."""
+        """The single task stream of earlier versions (drained as the anonymous user's normal lane)."""
         return f"{self.prefix}:tasks"
+
+    @property
+    def lanes(self) -> str:
+        """Set of every lane stream name (dispatchers read the lanes listed here)."""
+        return f"{self.prefix}:lanes"
+
+    def lane(self, owner: str | None, priority: str = "normal") -> str:
+        """The stream holding ``owner``'s work of ``priority`` (consumer group :data:`GROUP`)."""
+        if priority not in PRIORITY_WEIGHTS:
+            raise ValueError(f"unknown priority {priority!r}: one of {', '.join(PRIORITIES)}")
+        return f"{self.prefix}:lane:{priority}:{owner or ANONYMOUS}"
+
+    def lane_of(self, lane: str) -> tuple[str, str]:
+        """``(user, priority)`` of a lane stream name (the old single stream: anonymous, normal)."""
+        head = f"{self.prefix}:lane:"
+        if lane.startswith(head):
+            priority, _, user = lane[len(head) :].partition(":")
+            if priority in PRIORITY_WEIGHTS:
+                return user, priority
+        return ANONYMOUS, "normal"
 
     @property
     def dead(self) -> str:
@@ -158,24 +186,110 @@ def group_messages(space: str, config: dict[str, Any], tasks: list[Task]) -> lis
     ]
 
 
-def enqueue(r: redis.Redis, names: Names, messages: list[TaskMessage]) -> int:
-    """Append messages to the task stream (pipelined); returns how many."""
+def enqueue(r: redis.Redis, names: Names, messages: list[TaskMessage], lane: str) -> int:
+    """Append messages to a lane (registered and given its group first; pipelined); returns how many."""
+    if not messages:
+        return 0
+    ensure_lane(r, names, lane)
     pipe = r.pipeline(transaction=False)
     for i, msg in enumerate(messages):
-        pipe.xadd(names.tasks, msg.fields())
+        pipe.xadd(lane, msg.fields())
         if i % 1000 == 999:
             pipe.execute()
     pipe.execute()
     return len(messages)
 
 
-def ensure_group(r: redis.Redis, names: Names) -> None:
-    """Create the consumer group (and stream) if missing, e.g. after a Redis restart."""
+def ensure_lane(r: redis.Redis, names: Names, lane: str) -> None:
+    """Register a lane and create its consumer group (and stream) if missing, e.g. after a Redis restart.
+
+    The group starts at id 0, so entries added before it existed are delivered too.
+    """
+    r.sadd(names.lanes, lane)
+    ensure_group(r, lane)
+
+
+def ensure_group(r: redis.Redis, stream: str) -> None:
+    """Create the consumer group of ``stream`` (and the stream) at id 0 if missing."""
     try:
-        r.xgroup_create(names.tasks, GROUP, id="0", mkstream=True)
+        r.xgroup_create(stream, GROUP, id="0", mkstream=True)
     except redis.ResponseError as exc:
         if "BUSYGROUP" not in str(exc):
             raise
+
+
+def list_lanes(r: redis.Redis, names: Names) -> list[str]:
+    """Every registered lane, sorted (plus the old single stream while it exists)."""
+    lanes = {m.decode() if isinstance(m, bytes) else str(m) for m in cast("set[Any]", r.smembers(names.lanes))}
+    if r.exists(names.tasks):
+        lanes.add(names.tasks)
+    return sorted(lanes)
+
+
+@dataclass(frozen=True)
+class LaneStats:
+    """One lane's counts for the group: ``lag`` never delivered, ``pending`` delivered and not acked yet."""
+
+    lane: str
+    user: str
+    priority: str
+    length: int  # XLEN: acked entries included (streams are not trimmed)
+    lag: int
+    pending: int
+
+    @property
+    def waiting(self) -> int:
+        """Entries not finished yet: ``lag + pending``."""
+        return self.lag + self.pending
+
+
+def _lag(r: redis.Redis, lane: str, group: dict[Any, Any]) -> int:
+    """The group's lag; counted from the last delivered id when Redis cannot tell (after deletions)."""
+    lag = group.get("lag")
+    if lag is not None:
+        return int(lag)
+    last = group.get("last-delivered-id", b"0-0")
+    last = last.decode() if isinstance(last, bytes) else str(last)
+    count, start = 0, f"({last}"
+    while True:
+        chunk = cast("list[Any]", r.xrange(lane, min=start, max="+", count=10_000))
+        count += len(chunk)
+        if len(chunk) < 10_000:
+            return count
+        eid = chunk[-1][0]
+        start = f"({eid.decode() if isinstance(eid, bytes) else eid}"
+
+
+def lane_stats(r: redis.Redis, names: Names) -> list[LaneStats]:
+    """Counts of every lane (a lane without the group yet counts its whole length as lag)."""
+    out = []
+    for lane in list_lanes(r, names):
+        user, priority = names.lane_of(lane)
+        length = int(r.xlen(lane))
+        try:
+            groups = r.xinfo_groups(lane)
+        except redis.ResponseError:  # no such key
+            groups = []
+        mine = [g for g in groups if g["name"] in (GROUP, GROUP.encode())]
+        if mine:
+            out.append(LaneStats(lane, user, priority, length, _lag(r, lane, mine[0]), int(mine[0]["pending"])))
+        else:
+            out.append(LaneStats(lane, user, priority, length, length, 0))
+    return out
+
+
+def queue_depths(r: redis.Redis, names: Names) -> dict[str, int]:
+    """User -> task messages (canonical archs) waiting in that user's lanes, all priorities together.
+
+    Waiting = the group's ``lag`` (never delivered to a dispatcher) + ``pending`` (delivered, not acked:
+    buffered, being scored, or scored and not committed yet) over the user's lanes, from ``XINFO GROUPS``.
+    A user whose lanes are empty maps to 0; anonymous work is under :data:`ANONYMOUS`. Entries of a
+    cancelled job count until a dispatcher reads and drops them.
+    """
+    depths: dict[str, int] = {}
+    for st in lane_stats(r, names):
+        depths[st.user] = depths.get(st.user, 0) + st.waiting
+    return depths
 
 
 def connect(url: str | None, home: Path) -> redis.Redis:

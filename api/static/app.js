@@ -104,9 +104,11 @@ function renderCluster(c) {
   $("stat-dead").textContent = c.queue ? c.queue.dead : "?";
   $("stat-dead").parentElement.classList.toggle("warn", Boolean(c.queue && c.queue.dead));
   $("stat-workers").textContent = c.workers.length;
-  const rows = c.users.map((u) => ({ name: u.owner ?? "(no key)", jobs: u.jobs, tasks: u.tasks, mine: true }));
+  const rows = c.users.map((u) => ({
+    name: u.owner ?? "(no key)", jobs: u.jobs, tasks: u.tasks, queued: String(u.queued), mine: true,
+  }));
   if (c.others && (c.others.jobs || c.others.tasks)) {
-    rows.push({ name: "other users", jobs: c.others.jobs, tasks: c.others.tasks, mine: false });
+    rows.push({ name: "other users", jobs: c.others.jobs, tasks: c.others.tasks, queued: "", mine: false });
   }
   const total = rows.reduce((a, r) => a + r.tasks, 0);
   $("stat-outstanding").textContent = total;
@@ -118,8 +120,9 @@ function renderCluster(c) {
             el("td", { class: r.mine ? "owner" : "owner muted", text: r.name }),
             el("td", { class: "num", text: String(r.jobs) }),
             el("td", { class: "num", text: String(r.tasks) }),
+            el("td", { class: "num", text: r.queued }),
             el("td", { class: "bar-col" }, bar(total ? r.tasks / total : 0, "user"))))
-      : [emptyRow(4, "nothing outstanding")]));
+      : [emptyRow(5, "nothing outstanding")]));
   const workers = $("workers");
   workers.replaceChildren(
     ...(c.workers.length

@@ -32,7 +32,7 @@ def test_cluster_counts_the_queue_and_outstanding_work(api) -> None:
     assert q["length"] >= 1 and q["waiting"] == q["length"] and q["pending"] == q["dead"] == 0  # nobody reads here
     assert {"name": "actor-0", "pid": 4242, "node": None} in c["workers"]
     mine = next(u for u in c["users"] if u["owner"] is None)  # auth is off: jobs have no owner
-    assert mine["tasks"] >= 6 and mine["jobs"] >= 1
+    assert mine["tasks"] >= 6 and mine["jobs"] >= 1 and mine["queued"] == 3  # 3 archs in the anonymous lane
     assert c["others"] is None
     listed = api.client.get("/v1/jobs").json()["items"]
     assert next(j for j in listed if j["id"] == job["id"])["owner"] is None
@@ -91,13 +91,13 @@ def test_metrics_use_standard_names_and_render_the_global_registry_once(api) -> 
 
 
 @pytest.mark.parametrize("lag", [True, False], ids=["redis7-lag", "no-lag"])
-def test_queue_depth_counts_waiting_and_pending_entries(api, lag: bool) -> None:
+def test_queue_depth_sums_every_lane(api, lag: bool) -> None:
     import uuid
 
     import redis
 
     from zcscore.api.dashboard import queue_depth
-    from zcscore.workers.streams import GROUP, Names
+    from zcscore.workers.streams import GROUP, Names, ensure_lane
 
     class NoLag(redis.Redis):  # an older Redis: XINFO GROUPS without "lag"
         def xinfo_groups(self, name):  # type: ignore[no-untyped-def,override]
@@ -105,17 +105,20 @@ def test_queue_depth_counts_waiting_and_pending_entries(api, lag: bool) -> None:
 
     names = Names(f"zcstest-{uuid.uuid4().hex[:10]}")
     r = api.redis if lag else NoLag.from_url(REDIS_URL)
+    alice, bob = names.lane("alice"), names.lane("bob", "high")
     try:
         assert queue_depth(r, names).model_dump() == {"length": 0, "waiting": 0, "pending": 0, "dead": 0}
+        for lane in (alice, bob):
+            ensure_lane(r, names, lane)
         for i in range(5):
-            r.xadd(names.tasks, {"i": i})
-        r.xgroup_create(names.tasks, GROUP, id="0")
-        read = r.xreadgroup(GROUP, "c1", {names.tasks: ">"}, count=2)
-        r.xack(names.tasks, GROUP, read[0][1][0][0])
+            r.xadd(alice, {"i": i})
+        r.xadd(bob, {"i": 0})
+        read = r.xreadgroup(GROUP, "c1", {alice: ">"}, count=2)
+        r.xack(alice, GROUP, read[0][1][0][0])
         r.xadd(names.dead, {"i": 9})
-        assert queue_depth(r, names).model_dump() == {"length": 5, "waiting": 3, "pending": 1, "dead": 1}
+        assert queue_depth(r, names).model_dump() == {"length": 6, "waiting": 4, "pending": 1, "dead": 1}
     finally:
-        r.delete(names.tasks, names.dead)
+        r.delete(alice, bob, names.lanes, names.dead)
 
 
 def test_the_dashboard_routes_import_neither_torch_nor_ray(tmp_path) -> None:

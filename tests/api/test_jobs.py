@@ -38,6 +38,7 @@ BAD_BODIES = [
     ({**OK, "config": {"seed": "abc"}}, "config.seed"),
     ({**OK, "config": {"sede": 1}}, "config.sede"),
     ({**OK, "extra": 1}, "extra"),
+    ({**OK, "priority": "urgent"}, "priority"),
 ]
 
 
@@ -79,7 +80,7 @@ def test_bad_queries(api, path: str, status: int, field: str) -> None:
 
 
 def test_submit_enqueues_one_message_per_distinct_arch_and_is_idempotent(api) -> None:
-    names_tasks = f"{api.settings.redis_prefix}:tasks"
+    names_tasks = f"{api.settings.redis_prefix}:lane:normal:-"  # the anonymous user's normal lane
     before = api.redis.xlen(names_tasks)
     body = {**OK, "archs": [random_arch(1000), random_arch(1001), random_arch(1000)], "proxies": ["params", "flops"]}
     key = {"Idempotency-Key": uuid.uuid4().hex}
@@ -96,14 +97,23 @@ def test_submit_enqueues_one_message_per_distinct_arch_and_is_idempotent(api) ->
     assert status == {"id": first.json()["id"], "status": "queued", "done": 0, "failed": 0, "total": 6, "failures": {}}
 
 
+def test_priority_picks_the_lane_and_is_part_of_the_body(api) -> None:
+    lane = f"{api.settings.redis_prefix}:lane:high:-"
+    body = {**OK, "archs": [random_arch(1500)], "priority": "high"}
+    key = {"Idempotency-Key": uuid.uuid4().hex}
+    assert api.client.post("/v1/jobs", json=body, headers=key).status_code == 202
+    assert api.redis.xlen(lane) == 1 and api.redis.sismember(f"{api.settings.redis_prefix}:lanes", lane)
+    assert api.client.post("/v1/jobs", json={**body, "priority": "low"}, headers=key).status_code == 409
+
+
 def test_stored_scores_are_served_without_enqueueing(api) -> None:
     archs = [random_arch(2000 + i) for i in range(5)]
     values = [1.0, math.inf, math.nan, -math.inf, 2.5]
     store_scores(api, archs, "params", values)
-    before = api.redis.xlen(f"{api.settings.redis_prefix}:tasks")
+    before = api.redis.xlen(f"{api.settings.redis_prefix}:lane:normal:-")
     resp = api.client.post("/v1/jobs", json={**OK, "archs": archs, "config": {"seed": 0}})
     assert resp.json()["status"] == "done"
-    assert api.redis.xlen(f"{api.settings.redis_prefix}:tasks") == before
+    assert api.redis.xlen(f"{api.settings.redis_prefix}:lane:normal:-") == before
     job = resp.json()["id"]
     page = api.client.get(f"/v1/jobs/{job}/scores", params={"limit": 2}).json()
     got = list(page["items"])
