@@ -130,7 +130,7 @@ def test_dashboard_routes_follow_the_auth_rules(lab) -> None:
     theirs = c.post("/v1/jobs", json={**BODY, "archs": [random_arch(6302)]}, headers=bearer(made["root"]))
     assert mine.status_code == theirs.status_code == 202  # no workers here: both stay outstanding
     seen = c.get("/v1/cluster", headers=bearer(dave)).json()
-    assert seen["users"] == [{"owner": "dave", "jobs": 1, "tasks": 2}]  # own row by name
+    assert seen["users"] == [{"owner": "dave", "jobs": 1, "tasks": 2, "queued": 2}]  # own row by name; 2 archs queued
     assert seen["others"]["jobs"] >= 1 and seen["others"]["tasks"] >= 1  # everyone else, summed, unnamed
     admin = c.get("/v1/cluster", headers=bearer(made["root"])).json()
     assert {"dave", "root"} <= {u["owner"] for u in admin["users"]} and admin["others"] is None
