@@ -95,7 +95,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         "ZCSCORE_CLAIM_IDLE_S": "3",
         "ZCSCORE_RECONCILE_INTERVAL_S": "2",
         "ZCSCORE_PLUGINS": '["zcs_toy_space"]',
-        "ZCSCORE_ARCH_TIMEOUT_S": "4",
+        "ZCSCORE_ARCH_TIMEOUT_S": "6",  # a fresh actor's first call under a loaded CI machine can take 4 s
         "ZCSCORE_MAX_DELIVERIES": "2",
         "ZCSCORE_CPUS_PER_WORKER": "0.5",
         "RAY_AUTH_MODE": "disabled",  # a throwaway loopback cluster; real clusters keep Ray's token auth
