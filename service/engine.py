@@ -182,8 +182,9 @@ def _pass_args(specs: Iterable[ProxySpec]) -> dict[Pass, dict[str, int]]:
 class Engine:
     """Scores archs (or arbitrary modules) with a fixed list of proxies under one :class:`ScoreConfig`."""
 
-    def __init__(self, proxies: Sequence[str], config: ScoreConfig | None = None) -> None:
+    def __init__(self, proxies: Sequence[str], config: ScoreConfig | None = None, batch: int = 1) -> None:
         self.config = config or ScoreConfig()
+        self.batch = max(int(batch), 1)  # archs per batched pass where one exists (zcscore.batched); 1: off
         self.requested = [get_spec(p) for p in proxies]
         self.direct = expand(proxies)
         self.pass_args = _pass_args(self.direct)
