@@ -1,0 +1,105 @@
+"""Batched AZ-NAS on NB201 (``Engine(batch=K)``) equals the one-arch path: τ = 1, ≤ 1e-4 relative per component."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+from scipy.stats import kendalltau
+
+from zcscore.bench.truth import sample_archs
+from zcscore.engine import Engine, ScoreConfig
+from zcscore.proxies.az_nb201_batched import _advance_as_default_init, conv_specs, draw, feature_shapes
+from zcscore.spaces.nb201 import NB201Arch
+from zcscore.spaces.nb201_net import build_nb201
+
+COMPONENTS = ("az_expressivity", "az_progressivity", "az_trainability", "az_complexity")
+EDGE_CASES = [
+    "|none~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|",  # identity cells: trainability -inf
+    "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|",  # zero features: NaN entropies -> -inf
+    "|avg_pool_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_3x3~0|none~1|avg_pool_3x3~2|",
+]
+
+
+@pytest.mark.parametrize("num_classes", [10, 100])
+def test_rng_after_simulated_default_init_equals_building_the_network(num_classes: int) -> None:
+    for text in [*sample_archs(5, 11), *EDGE_CASES]:
+        arch = NB201Arch.parse(text)
+        torch.manual_seed(3)
+        build_nb201(arch, num_classes)
+        built = torch.get_rng_state()
+        torch.manual_seed(3)
+        _advance_as_default_init(conv_specs(arch), num_classes, 64)
+        assert torch.equal(built, torch.get_rng_state()), text
+
+
+def test_draws_follow_the_network_modules() -> None:
+    arch = NB201Arch.parse(EDGE_CASES[2])
+    net = build_nb201(arch)
+    convs = [tuple(m.weight.shape) for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [s.shape for s in conv_specs(arch)] == convs
+    d = draw(arch, 1)
+    assert d.x.shape == (64, 3, 32, 32) and len(d.signs) == 17
+    assert [tuple(s.shape) for s in d.signs] == feature_shapes()[1:][::-1]
+
+
+def _by_proxy(records: list, archs: list[str]) -> dict[str, list[float]]:
+    table = {(r.arch, r.proxy): r for r in records}
+    for r in records:
+        assert r.error is None, (r.arch, r.proxy, r.error)
+    return {p: [table[(a, p)].score for a in archs] for p in (*COMPONENTS, "az_nas")}
+
+
+def _check_equal(one: list[float], many: list[float], proxy: str) -> float:
+    """Max relative error; non-finite sentinels must match exactly; Kendall τ over the finite values is 1."""
+    worst = 0.0
+    for a, b in zip(one, many):
+        if not math.isfinite(a):
+            assert a == b or (math.isnan(a) and math.isnan(b)), (proxy, a, b)
+            continue
+        worst = max(worst, abs(a - b) / max(abs(a), 1e-12))
+    finite = [(a, b) for a, b in zip(one, many) if math.isfinite(a)]
+    sign = [(x > y) - (x < y) for x, y in itertools.combinations([a for a, _ in finite], 2)]
+    assert sign == [(x > y) - (x < y) for x, y in itertools.combinations([b for _, b in finite], 2)], proxy  # τ = 1
+    assert kendalltau([a for a, _ in finite], [b for _, b in finite]).statistic == pytest.approx(1.0, abs=1e-12)
+    return worst
+
+
+def test_batched_az_nas_equals_the_one_arch_path_on_20_archs() -> None:
+    archs = [*sample_archs(17, 5), *EDGE_CASES]
+    config = ScoreConfig(seed=1, device="cpu")
+    one = _by_proxy(Engine(["az_nas", *COMPONENTS], config).score_archs(archs), archs)
+    records = Engine(["az_nas", *COMPONENTS], config, batch=4).score_archs(archs)
+    assert all(r.provenance.get("batched") == 4 for r in records if r.proxy in COMPONENTS[:3])
+    many = _by_proxy(records, archs)
+    errors = {p: _check_equal(one[p], many[p], p) for p in one}
+    assert all(e <= 1e-4 for e in errors.values()), errors
+    assert one["az_trainability"][-3] == -math.inf and one["az_expressivity"][-2] == -math.inf  # edge cases hit
+    assert one["az_nas"] == many["az_nas"]  # the same ranks give the same aggregate
+    print({p: f"{e:.2e}" for p, e in errors.items()})
+
+
+def test_other_passes_and_single_archs_run_one_at_a_time() -> None:
+    eng = Engine(["az_trainability", "params"], ScoreConfig(seed=1), batch=4)
+    assert eng._batched_passes(eng_space(), [EDGE_CASES[2]]) == {}  # a group of one: nothing to batch
+    assert Engine(["params"], ScoreConfig(seed=1), batch=4)._batched_passes(eng_space(), EDGE_CASES) == {}
+    custom = Engine(["az_trainability"], ScoreConfig(seed=1, feature_modules=("stem",)), batch=4)
+    assert custom._batched_passes(eng_space(), EDGE_CASES) == {}
+
+
+def eng_space():  # type: ignore[no-untyped-def]
+    from zcscore.spaces import get_space
+
+    return get_space("nb201")
+
+
+@pytest.mark.gpu
+def test_batched_az_nas_equals_the_one_arch_path_on_cuda() -> None:
+    archs = [*sample_archs(20, 5), *EDGE_CASES]
+    config = ScoreConfig(seed=1, device="cuda")
+    one = _by_proxy(Engine(["az_nas", *COMPONENTS], config).score_archs(archs), archs)
+    many = _by_proxy(Engine(["az_nas", *COMPONENTS], config, batch=16).score_archs(archs), archs)
+    errors = {p: _check_equal(one[p], many[p], p) for p in one}
+    assert all(e <= 1e-4 for e in errors.values()), errors
