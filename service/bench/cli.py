@@ -201,8 +201,11 @@ def _run_throughput(args: argparse.Namespace, proxies: list[str], archs: list[st
     config = {"seed": args.score_seed, "device": args.device, "threads": args.threads}
     rows = measure_throughput(archs, proxies, config, workers, args.space, args.batch)
     every = append_rows(args.out / "throughput.csv", rows)
-    table = markdown(every)
-    (args.out / "throughput.md").write_text(f"Command: `{_command(args)} --throughput`\n\n{table}")
+    with open(args.out / "throughput_commands.txt", "a") as fh:
+        fh.write(f"{_command(args)} --throughput\n")
+    commands = (args.out / "throughput_commands.txt").read_text().splitlines()
+    listed = "".join(f"- `{c}`\n" for c in commands)
+    (args.out / "throughput.md").write_text(f"Commands (rows in this order):\n\n{listed}\n{markdown(every)}")
     sys.stdout.write(markdown(rows))
     log.info("wrote %s/throughput.{csv,md}", args.out)
     return 0

@@ -154,6 +154,7 @@ class WideNB201:
     def __init__(self, archs: Sequence[NB201Arch], draws: Sequence[ArchDraws], device: torch.device, cl: bool) -> None:
         self.archs, self.draws, self.device, self.cl = list(archs), list(draws), device, cl
         self.fmt = torch.channels_last if cl else torch.contiguous_format
+        self._bn_args: dict[int, tuple[torch.Tensor, ...]] = {}
 
     def _lay(self, t: torch.Tensor) -> torch.Tensor:
         return t.to(self.device, non_blocking=True).contiguous(memory_format=self.fmt)
@@ -171,9 +172,10 @@ class WideNB201:
         """Train-mode ``BatchNorm2d`` as the module runs it: affine (1, 0) parameters that take gradients and
         running buffers (torch's CPU backward is ~10x slower without them; the output does not depend on them)."""
         n = y.shape[1]
-        weight = torch.ones(n, device=self.device, requires_grad=True)
-        bias = torch.zeros(n, device=self.device, requires_grad=True)
-        mean, var = torch.zeros(n, device=self.device), torch.ones(n, device=self.device)
+        if n not in self._bn_args:  # one set per width (train-mode output ignores the running buffers)
+            ones, zeros = torch.ones(n, device=self.device), torch.zeros(n, device=self.device)
+            self._bn_args[n] = (zeros.clone(), ones.clone(), ones.requires_grad_(), zeros.requires_grad_())
+        mean, var, weight, bias = self._bn_args[n]
         return F.batch_norm(y, mean, var, weight, bias, training=True, momentum=0.1, eps=1e-5)
 
     def _split(self, x: torch.Tensor, c: int) -> torch.Tensor:
@@ -299,15 +301,16 @@ def _trainability(feats: list[torch.Tensor], signs: list[list[torch.Tensor]], wi
         r = g_in.shape[-1] // g_out.shape[-1]
         rows_in = per_arch_rows(g_in, k) if r == 1 else per_arch_unshuffled(g_in, k, r)
         same = rows_in.shape == rows_out.shape
-        idents.append((rows_in == rows_out).flatten(1).all(1) if same else torch.zeros(k, dtype=torch.bool))
+        no = torch.zeros(k, dtype=torch.bool, device=rows_out.device)
+        idents.append((rows_in == rows_out).flatten(1).all(1) if same else no)
         mat = torch.bmm(rows_in.transpose(1, 2), rows_out) / rows_out.shape[1]
         if mat.shape[1] < mat.shape[2]:
             mat = mat.transpose(1, 2)
         ok = torch.isfinite(mat).flatten(1).all(1)
         safe = torch.where(ok[:, None, None], mat, torch.zeros((), dtype=mat.dtype, device=mat.device))
         sigmas.append(torch.where(ok, torch.linalg.svdvals(safe).max(dim=1).values, math.nan))
-    sig = torch.stack(sigmas, 1).float().cpu().tolist()
-    ident = torch.stack([t.cpu() for t in idents], 1).tolist()
+    sig = torch.stack(sigmas, 1).float().cpu().tolist()  # one device sync for the whole group
+    ident = torch.stack(idents, 1).cpu().tolist()
     return [[-math.inf if d else block_score(s) for s, d in zip(sig[a], ident[a])] for a in range(k)]
 
 

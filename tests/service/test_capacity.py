@@ -97,4 +97,5 @@ def test_throughput_on_cpu_writes_rows_per_proxy_and_suite(
         assert int(r["archs"]) == 3 and float(r["archs_per_s"]) > 0
         assert float(r["archs_per_s"]) == pytest.approx(3 / float(r["wall_s"]), rel=1e-2)
     md = (tmp_path / "throughput.md").read_text()
+    assert md.count("--throughput`") == 2  # both commands listed
     assert "--throughput" in md and md.count("| suite |") == 2
