@@ -103,3 +103,26 @@ def test_batched_az_nas_equals_the_one_arch_path_on_cuda() -> None:
     many = _by_proxy(Engine(["az_nas", *COMPONENTS], config, batch=16).score_archs(archs), archs)
     errors = {p: _check_equal(one[p], many[p], p) for p in one}
     assert all(e <= 1e-4 for e in errors.values()), errors
+
+
+def test_bench_batch_option_reaches_the_engine(tmp_path, data_dir) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from zcscore.bench.scorefile import read_rows
+    from zcscore.cli import main
+
+    args = ["bench", "--proxies", "az_trainability", "--sample", "2", "--seed", "4", "--no-progress", "--no-plots"]
+    assert main([*args, "--batch", "2", "--out", str(tmp_path)]) == 0
+    assert json.loads((tmp_path / "run.json").read_text())["batch"] == 2
+    assert [r.provenance.get("batched") for r in read_rows(tmp_path / "scores.csv")] == [2, 2]
+    assert main([*args, "--workers", "1,2", "--out", str(tmp_path / "x")]) == 2  # lists: --throughput only
+
+
+def test_workers_argument_of_serve_and_dispatcher() -> None:
+    import argparse
+
+    from zcscore.workers.cli_dispatcher import workers_arg
+
+    assert workers_arg("3") == 3 and workers_arg("AUTO") == "auto"
+    with pytest.raises(argparse.ArgumentTypeError):
+        workers_arg("0")
