@@ -13,11 +13,13 @@ draws over the same shapes, no module built), then the kaiming fan-in weights of
 in module order, then the Gaussian 64x3x32x32 input, then the Rademacher signs of blocks 17..1. The
 covariances use the one-arch kernels per arch; ``eigvalsh``, the VJP matrices and ``svdvals`` run batched.
 
-Equality with the one-arch path (CPU, channels-last, measured): features, covariances and so expressivity
-and progressivity are bitwise equal (a grouped conv computes each group as the per-arch conv); the VJPs of a
+Equality with the one-arch path (CPU, measured): features, covariances and so expressivity and
+progressivity are bitwise equal in both layouts. A grouped conv is used only where the backend gives each
+group the per-arch conv's bits (checked once per shape, :func:`grouped_conv_is_exact`; else one conv per
+arch): a last-bit difference in a feature can flip a ReLU mask and move trainability by ~1e-4. The VJPs of a
 grouped conv's backward differ in the last float32 bits, which moves trainability by ~1e-7 relative
-(``tests/service/test_az_batched.py`` pins ≤ 1e-4 and Kendall τ = 1). On CPU the path is slower than
-one arch at a time (it exists for GPUs, where a group's kernels replace K times as many small launches).
+(``tests/service/test_az_batched.py`` pins ≤ 1e-4 and Kendall τ = 1). On CPU the path is slower than one
+arch at a time (it exists for GPUs, where a group's kernels replace K times as many small launches).
 """
 
 from __future__ import annotations
@@ -128,6 +130,40 @@ def draw(arch: NB201Arch, seed: int, num_classes: int = 10) -> ArchDraws:
     return ArchDraws(weights, x, signs)
 
 
+_EXACT: dict[tuple[Any, ...], bool] = {}
+
+
+def grouped_conv_is_exact(
+    x_shape: tuple[int, ...],
+    w_shape: tuple[int, ...],
+    groups: int,
+    stride: int,
+    fmt: torch.memory_format,
+    device: torch.device,
+) -> bool:
+    """Whether a ``groups``-grouped conv of these shapes gives each group the bits of its own conv here.
+
+    Backends pick kernels by shape and layout: on CPU (torch 2.13, one thread) channels-last grouped convs
+    match every per-arch NB201 conv, NCHW ones do not for the 3-channel stem and the 64-channel 1x1 convs
+    (~1e-5 apart, enough to flip ReLU masks and move trainability by 1e-4). Measured once per shape on random
+    data (different kernels disagree on it) and cached for the process.
+    """
+    key = (x_shape, w_shape, groups, stride, fmt, str(device))
+    if key not in _EXACT:
+        gen = torch.Generator().manual_seed(0)
+        x = torch.randn(x_shape, generator=gen).to(device).contiguous(memory_format=fmt)
+        w = torch.randn(w_shape, generator=gen).to(device).contiguous(memory_format=fmt)
+        pad = w_shape[-1] // 2
+        with torch.no_grad():
+            whole = F.conv2d(x, w, stride=stride, padding=pad, groups=groups)
+            parts = [
+                F.conv2d(xa.contiguous(memory_format=fmt), wa, stride=stride, padding=pad)
+                for xa, wa in zip(x.chunk(groups, 1), w.chunk(groups, 0))
+            ]
+        _EXACT[key] = all(torch.equal(a, b) for a, b in zip(whole.chunk(groups, 1), parts))
+    return _EXACT[key]
+
+
 class _GradLayout(torch.autograd.Function):
     """Identity whose backward makes the gradient dense in the given memory format (torch's CPU BN backward
     takes a ~10x slower path on the strided gradients that the arch-axis ``cat`` hands back)."""
@@ -166,7 +202,19 @@ class WideNB201:
         """[ReLU ->] grouped conv -> train-mode BN (weight 1, bias 0), as ``ReLUConvBN`` per arch."""
         if relu:
             x = F.relu(x)
-        return self._bn(F.conv2d(x, w, stride=stride, padding=w.shape[-1] // 2, groups=groups))
+        return self._bn(self._conv(x, w, groups, stride))
+
+    def _conv(self, x: torch.Tensor, w: torch.Tensor, groups: int, stride: int) -> torch.Tensor:
+        """The K archs' convs (``same`` padding): one grouped conv where the backend computes it with the
+        per-arch conv's bits (:func:`grouped_conv_is_exact`), else one conv per arch on a dense slice."""
+        pad = w.shape[-1] // 2
+        if groups == 1 or grouped_conv_is_exact(tuple(x.shape), tuple(w.shape), groups, stride, self.fmt, self.device):
+            return F.conv2d(x, w, stride=stride, padding=pad, groups=groups)
+        outs = [
+            F.conv2d(xa.contiguous(memory_format=self.fmt), wa, stride=stride, padding=pad)
+            for xa, wa in zip(x.chunk(groups, 1), w.chunk(groups, 0))
+        ]
+        return torch.cat(outs, 1).contiguous(memory_format=self.fmt)
 
     def _bn(self, y: torch.Tensor) -> torch.Tensor:
         """Train-mode ``BatchNorm2d`` as the module runs it: affine (1, 0) parameters that take gradients and
@@ -241,14 +289,14 @@ class WideNB201:
         every = range(k)
         a = self._conv_bn(x, self._weight(("res", stage, "a"), every), k, 2)
         b = self._conv_bn(a, self._weight(("res", stage, "b"), every), k, 1)
-        down = F.conv2d(F.avg_pool2d(x, 2, stride=2), self._weight(("res", stage, "down"), every), groups=k)
+        down = self._conv(F.avg_pool2d(x, 2, stride=2), self._weight(("res", stage, "down"), every), k, 1)
         return down + b
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The 18 wide cell features of the wide input ``x`` ``(B, K*3, 32, 32)``."""
         k = len(self.archs)
         stem_w = self._weight(("stem",), range(k))
-        feats = [self._bn(F.conv2d(x, stem_w, padding=1, groups=k))]
+        feats = [self._bn(self._conv(x, stem_w, k, 1))]
         c, cell = CHANNELS, 0
         for stage in range(3):
             if stage > 0:

@@ -11,7 +11,7 @@ from scipy.stats import kendalltau
 
 from zcscore.bench.truth import sample_archs
 from zcscore.engine import Engine, ScoreConfig
-from zcscore.proxies.az_nb201_batched import _advance_as_default_init, conv_specs, draw, feature_shapes
+from zcscore.proxies.az_nb201_batched import WideNB201, _advance_as_default_init, conv_specs, draw, feature_shapes
 from zcscore.spaces.nb201 import NB201Arch
 from zcscore.spaces.nb201_net import build_nb201
 
@@ -79,6 +79,33 @@ def test_batched_az_nas_equals_the_one_arch_path_on_20_archs() -> None:
     assert one["az_trainability"][-3] == -math.inf and one["az_expressivity"][-2] == -math.inf  # edge cases hit
     assert one["az_nas"] == many["az_nas"]  # the same ranks give the same aggregate
     print({p: f"{e:.2e}" for p, e in errors.items()})
+
+
+def test_nchw_layout_is_equal_too() -> None:
+    """NCHW (the CUDA layout): convs whose grouped kernel differs fall back to per-arch convs, bits kept."""
+    archs = [*sample_archs(2, 8), *EDGE_CASES[1:]]
+    config = ScoreConfig(seed=1, device="cpu", channels_last=False)
+    one = _by_proxy(Engine(["az_nas", *COMPONENTS], config).score_archs(archs), archs)
+    many = _by_proxy(Engine(["az_nas", *COMPONENTS], config, batch=4).score_archs(archs), archs)
+    errors = {p: _check_equal(one[p], many[p], p) for p in one}
+    assert errors["az_expressivity"] == errors["az_progressivity"] == 0.0  # bitwise features
+    assert errors["az_trainability"] <= 1e-4, errors
+
+
+@pytest.mark.parametrize("cl", [False, True])
+def test_wide_conv_gives_each_arch_its_own_conv_bits(cl: bool) -> None:
+    fmt = torch.channels_last if cl else torch.contiguous_format
+    archs = [NB201Arch.parse(a) for a in EDGE_CASES]
+    wide = WideNB201(archs, [draw(a, 1) for a in archs], torch.device("cpu"), cl)
+    gen = torch.Generator().manual_seed(1)
+    for ci, co, k in [(3, 16, 3), (64, 64, 1), (16, 16, 3)]:
+        x = torch.randn(8, 3 * ci, 8, 8, generator=gen).contiguous(memory_format=fmt)
+        w = torch.randn(3 * co, ci, k, k, generator=gen).contiguous(memory_format=fmt)
+        got = wide._conv(x, w, 3, 1).chunk(3, 1)
+        for a in range(3):
+            xa = x[:, a * ci : (a + 1) * ci].contiguous(memory_format=fmt)
+            want = torch.nn.functional.conv2d(xa, w[a * co : (a + 1) * co], padding=k // 2)
+            assert torch.equal(got[a], want), (ci, co, k, cl)
 
 
 def test_other_passes_and_single_archs_run_one_at_a_time() -> None:
