@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     gpus_per_worker: float = 0.0  # Ray GPUs per actor; 0 with workers=auto on CUDA: 1/n (fractional GPUs)
     gpu_mem_per_worker_mb: float = 2048.0  # estimate for workers=auto (zcscore.capacity: CUDA context + passes)
     max_workers_per_gpu: int | None = None
+    # archs of one actor call scored together where a batched pass exists (NB201 AZ-NAS; docs/benchmarks.md);
+    # equal to one at a time within 1e-6 relative; worth it on GPUs only (slower on CPU)
+    score_batch: int = 1
     arch_timeout_s: float = 600.0
     max_deliveries: int = 3  # starts of a task with transient failures before it is dead-lettered
     retry_backoff_s: float = 0.5  # first retry delay after a transient failure (doubles, at most 30 s)

@@ -99,3 +99,12 @@ def test_throughput_on_cpu_writes_rows_per_proxy_and_suite(
     md = (tmp_path / "throughput.md").read_text()
     assert md.count("--throughput`") == 2  # both commands listed
     assert "--throughput" in md and md.count("| suite |") == 2
+
+
+def test_actors_pass_the_score_batch_setting_to_their_engines() -> None:
+    from zcscore.workers.actor import ScoringActor
+
+    actor = ScoringActor(device="cpu", batch=4)
+    config = {"seed": 1, "num_classes": 10, "numerics": {"device": "cpu", "threads": 1, "channels_last": True}}
+    assert actor._engine(("az_trainability",), config).batch == 4
+    assert Settings().score_batch == 1
