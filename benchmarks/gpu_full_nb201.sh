@@ -12,9 +12,13 @@
 #   BATCH=1            archs per batched pass where one exists (--batch; NB201 AZ-NAS)
 #   SAMPLE=            score a random sample of this size instead of --all (dry runs)
 #   SWEEP_SAMPLE=16    archs of the 1-worker per-proxy throughput sweep run first (0: skip it)
+#   AZ_BATCHES="1 8 16" AZ-NAS group sizes (--batch) measured on AZ_SAMPLE=64 archs after the sweep ("": skip)
+#   GPU_TESTS=1        run the @pytest.mark.gpu equality tests of the batched path first (needs pytest)
 #   REUSE=             an earlier run's scores.csv whose rows are taken over (resume on a fresh machine)
 #   PYTHON=python      the interpreter with zcscore (and torch with CUDA) installed
-#   ZCSCORE_DATA_DIR   folder with nb201.csv and cifar10_subset.npz (default: ../shared/data or ./shared/data)
+#   ZCSCORE_DATA_DIR   folder with nb201.csv and cifar10_subset.npz (default: ../shared/data or ./shared/data;
+#                      on a lent device machine copy /work/shared/data to ./shared/data first: untracked, not
+#                      ignored files travel with the working tree)
 #
 # Resumable: re-running with the same REPORT_DIR (or REUSE=<old>/full/scores.csv) scores only what is left.
 # Writes REPORT_DIR/{env.txt, sweep/throughput.{csv,md}, full/{scores.csv,run.json,report.md}, summary.md}.
@@ -70,6 +74,20 @@ if ((SWEEP_SAMPLE > 0 && $(left) > 120)); then
     timeout --kill-after=10 $(($(left) / 3)) "${bench[@]}" --throughput --sample "$SWEEP_SAMPLE" --seed 0 \
         --workers 1 --batch "$BATCH" --out "$dir/sweep" || say "sweep stopped early (rc $?)"
 fi
+
+# 1b. batched AZ-NAS: equality on this device, then its throughput per group size
+if [[ "${GPU_TESTS:-1}" == 1 ]] && "$PY" -c "import pytest" 2>/dev/null && (($(left) > 240)); then
+    say "gpu tests: batched AZ-NAS equals the one-arch path on $DEVICE"
+    timeout --kill-after=10 120 "$PY" -m pytest -q -m gpu tests/service/test_az_batched.py 2>&1 | tail -3 \
+        | tee -a "$dir/log.txt"
+fi
+for k in ${AZ_BATCHES-1 8 16}; do
+    (($(left) > 200)) || break
+    say "az_nas: ${AZ_SAMPLE:-64} archs, batch $k"
+    timeout --kill-after=10 60 "$PY" -m zcscore.cli bench --throughput --proxies az_nas --device "$DEVICE" \
+        --sample "${AZ_SAMPLE:-64}" --seed 0 --workers 1 --batch "$k" --no-progress --out "$dir/sweep" \
+        || say "batch $k stopped (rc $?)"
+done
 
 # 2. the full run with the best worker count, stopped before the budget ends (resumable journal)
 src=(--all)

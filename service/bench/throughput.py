@@ -6,7 +6,8 @@ archs (one per isomorphism class, so every arch is a network scored), through th
 One warm-up arch is scored in-process first (data load, CUDA init). Per row:
 
 * ``archs_per_s`` = archs / wall time, process start-up included (what a user waits for);
-* ``steady_archs_per_s`` = rate after each worker delivered its first arch (start-up excluded);
+* ``steady_archs_per_s`` = rate after each worker delivered its first arch, or its first group of ``batch``
+  archs (start-up excluded);
 * ``ms_per_arch`` = workers x wall / archs, the cost of one arch on one worker;
 * ``peak_gpu_mb``: the caching allocator's peak reserved memory (1 worker on CUDA only; the CUDA context,
   ~0.5 GiB, comes on top) -- the number to set ``ZCSCORE_GPU_MEM_PER_WORKER_MB`` from.
@@ -106,7 +107,7 @@ def measure_throughput(
                     "archs": len(classes),
                     "wall_s": f"{wall:.3f}",
                     "archs_per_s": f"{len(classes) / wall:.3f}",
-                    "steady_archs_per_s": f"{steady_rate(stamps, w):.3f}",
+                    "steady_archs_per_s": f"{steady_rate(stamps, w * batch):.3f}",  # a group arrives at once
                     "ms_per_arch": f"{w * wall / len(classes) * 1e3:.1f}",
                     "peak_gpu_mb": "" if peak is None else f"{peak:.0f}",
                     "torch": torch.__version__,
