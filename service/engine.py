@@ -14,6 +14,7 @@ count before every network (:mod:`zcscore.numerics`).
 
 from __future__ import annotations
 
+import logging
 import math
 import platform
 import random
@@ -36,6 +37,8 @@ from zcscore.proxies.catalog import Pass, ProxySpec, expand, get_spec
 from zcscore.proxies.registry import get_impl, get_pass
 from zcscore.records import ScoreRecord
 from zcscore.spaces import Space, get_space
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -285,7 +288,8 @@ class Engine:
             )
             if self.config.device.startswith("cuda"):
                 torch.cuda.synchronize(torch.device(self.config.device))
-        except Exception:  # e.g. out of memory for a large group: the one-arch path decides per arch
+        except Exception as exc:  # e.g. out of memory for a large group: the one-arch path decides per arch
+            log.warning("batched AZ-NAS pass failed for %d archs (%s); scoring them one at a time", len(canons), exc)
             return {}
         per_arch = (time.perf_counter() - t) / len(canons)
         return {c: {Pass.AZ: (r, per_arch)} for c, r in zip(canons, results)}

@@ -153,3 +153,16 @@ def test_workers_argument_of_serve_and_dispatcher() -> None:
     assert workers_arg("3") == 3 and workers_arg("AUTO") == "auto"
     with pytest.raises(argparse.ArgumentTypeError):
         workers_arg("0")
+
+
+def test_a_failing_batched_pass_falls_back_to_one_arch_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    from zcscore.proxies import az_nb201_batched
+
+    def boom(*_a: object, **_k: object) -> None:
+        raise RuntimeError("CUDA out of memory")
+
+    monkeypatch.setattr(az_nb201_batched, "az_scores_batched", boom)
+    archs = EDGE_CASES[1:]
+    records = Engine(["az_trainability"], ScoreConfig(seed=1), batch=2).score_archs(archs)
+    assert all(r.error is None and "batched" not in r.provenance for r in records)
+    assert [r.score for r in records] == [r.score for r in Engine(["az_trainability"]).score_archs(archs)]
