@@ -26,8 +26,9 @@ class Settings(BaseSettings):
     max_archs_per_job: int = 20000
     # Ray scoring actors started by ``zcscore serve`` / the dispatcher; "auto": from free GPU memory on CUDA
     # (per GPU: free * 0.9 / gpu_mem_per_worker_mb, at most the CPU cores // threads, at most
-    # max_workers_per_gpu; each actor then asks Ray for 1/n GPU), the CPU cores // threads on CPU
-    workers: int | Literal["auto"] = 1
+    # max_workers_per_gpu; each actor then asks Ray for 1/n GPU), the CPU cores // threads on CPU;
+    # unset: "auto" on CUDA, 1 on CPU
+    workers: int | Literal["auto"] | None = None
     gpus_per_worker: float = 0.0  # Ray GPUs per actor; 0 with workers=auto on CUDA: 1/n (fractional GPUs)
     gpu_mem_per_worker_mb: float = 2048.0  # estimate for workers=auto (zcscore.capacity: CUDA context + passes)
     max_workers_per_gpu: int | None = None

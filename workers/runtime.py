@@ -39,12 +39,16 @@ def init_ray(settings: Settings, num_cpus: int | None = None) -> None:
 def pool_shape(settings: Settings) -> tuple[int, float]:
     """``(actors, Ray GPUs per actor)`` for ``settings``; ``workers="auto"`` is resolved by :mod:`zcscore.capacity`.
 
-    On CUDA, ``auto`` gives n actors per GPU of this machine (all of them with a local Ray, one GPU's worth
-    with ``ray_address``, whose nodes are sized like this one) and 1/n GPU each unless ``gpus_per_worker``
-    is set; on CPU it gives one actor per ``threads`` usable cores and no GPU.
+    ``workers`` unset means ``auto`` on CUDA and 1 on CPU. On CUDA, ``auto`` gives n actors per GPU of this
+    machine (all of them with a local Ray, one GPU's worth with ``ray_address``, whose nodes are sized like
+    this one) and 1/n GPU each unless ``gpus_per_worker`` is set; on CPU it gives one actor per ``threads``
+    usable cores and no GPU.
     """
-    if settings.workers != "auto":
-        return settings.workers, settings.gpus_per_worker
+    workers = settings.workers
+    if workers is None:  # unset: as many as fit on a GPU, one on CPU (the embedded single-machine default)
+        workers = "auto" if settings.device.startswith("cuda") else 1
+    if workers != "auto":
+        return workers, settings.gpus_per_worker
     from zcscore.capacity import auto_workers
 
     cap = settings.max_workers_per_gpu

@@ -36,9 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads per worker (default 1, as the service)")
     parser.add_argument(
         "--workers",
-        default="1",
-        help="scoring processes, archs split between them; auto: from free GPU memory on CUDA, the CPU cores "
-        "otherwise (zcscore.capacity); with --throughput a comma list (1,2,auto) is measured in turn",
+        default=None,
+        help="scoring processes, archs split between them (default: auto on CUDA, 1 on CPU); auto: from free GPU "
+        "memory on CUDA, the CPU cores otherwise (zcscore.capacity); with --throughput a comma list (1,2,auto)",
     )
     parser.add_argument(
         "--gpu-mem-per-worker-mb",
@@ -186,6 +186,8 @@ def resolve_workers(args: argparse.Namespace) -> list[int]:
     settings = get_settings()
     per_worker = args.gpu_mem_per_worker_mb or settings.gpu_mem_per_worker_mb
     out: list[int] = []
+    if args.workers is None:
+        args.workers = "auto" if args.device.startswith("cuda") else "1"
     for w in parse_workers(args.workers):
         n = auto_workers(args.device, per_worker, args.threads, settings.max_workers_per_gpu) if w == "auto" else int(w)
         if w == "auto":

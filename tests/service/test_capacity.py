@@ -73,6 +73,8 @@ def test_service_pool_shape_uses_fractional_gpus(monkeypatch: pytest.MonkeyPatch
     assert (size, gpus) == (8, 0.3)
     assert pool_shape(Settings(workers="auto", device="cuda", ray_address="head:6380"))[0] == 16  # one GPU's worth
     assert pool_shape(Settings(workers="auto", device="cpu", threads=2)) == (8, 0.0)
+    assert pool_shape(Settings(device="cpu")) == (1, 0.0)  # unset: 1 on CPU, auto on CUDA
+    assert pool_shape(Settings(device="cuda:0", gpu_mem_per_worker_mb=4096)) == (9, pytest.approx(1 / 9))
 
 
 def test_steady_rate_skips_each_workers_first_arch() -> None:
