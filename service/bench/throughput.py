@@ -62,15 +62,16 @@ def _time_group(
     import torch
 
     cuda = str(config["device"]).startswith("cuda")
+    dev = torch.device(str(config["device"]))
     if cuda and workers == 1:
-        torch.cuda.reset_peak_memory_stats()
+        torch.cuda.reset_peak_memory_stats(dev)
     stamps: list[float] = []
     t0 = time.perf_counter()
     score_remaining(
         classes, direct, config, lambda _r: stamps.append(time.perf_counter()), workers, space=space, batch=batch
     )
     wall = time.perf_counter() - t0
-    peak = torch.cuda.max_memory_reserved() / (1 << 20) if cuda and workers == 1 else None
+    peak = torch.cuda.max_memory_reserved(dev) / (1 << 20) if cuda and workers == 1 else None
     return wall, stamps, peak
 
 
