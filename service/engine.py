@@ -14,6 +14,7 @@ count before every network (:mod:`zcscore.numerics`).
 
 from __future__ import annotations
 
+import logging
 import math
 import platform
 import random
@@ -36,6 +37,8 @@ from zcscore.proxies.catalog import Pass, ProxySpec, expand, get_spec
 from zcscore.proxies.registry import get_impl, get_pass
 from zcscore.records import ScoreRecord
 from zcscore.spaces import Space, get_space
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -182,8 +185,9 @@ def _pass_args(specs: Iterable[ProxySpec]) -> dict[Pass, dict[str, int]]:
 class Engine:
     """Scores archs (or arbitrary modules) with a fixed list of proxies under one :class:`ScoreConfig`."""
 
-    def __init__(self, proxies: Sequence[str], config: ScoreConfig | None = None) -> None:
+    def __init__(self, proxies: Sequence[str], config: ScoreConfig | None = None, batch: int = 1) -> None:
         self.config = config or ScoreConfig()
+        self.batch = max(int(batch), 1)  # archs per batched pass where one exists (zcscore.batched); 1: off
         self.requested = [get_spec(p) for p in proxies]
         self.direct = expand(proxies)
         self.pass_args = _pass_args(self.direct)
@@ -237,22 +241,58 @@ class Engine:
         canon_of = [sp.encode(sp.canonical(sp.parse(a))) for a in arch_list]
         classes = list(dict.fromkeys(canon_of))
         by_class: dict[str, list[ScoreRecord]] = {}
-        iterator: Iterable[str] = classes
+        bar = None
         if progress:
             from tqdm import tqdm
 
-            iterator = tqdm(classes, desc="scoring", unit="arch")
-        for canon in iterator:
-            arch = sp.parse(canon)
-            records = self.score_network(partial(sp.build, arch, self.config.num_classes), canon, space=sp, arch=arch)
-            by_class[canon] = records
-            if on_records is not None:
-                on_records(records)
+            bar = tqdm(total=len(classes), desc="scoring", unit="arch")
+        for start in range(0, len(classes), self.batch):
+            chunk = classes[start : start + self.batch]
+            batched = self._batched_passes(sp, chunk)
+            for canon in chunk:
+                arch = sp.parse(canon)
+                build = partial(sp.build, arch, self.config.num_classes)
+                records = self.score_network(build, canon, space=sp, arch=arch, precomputed=batched.get(canon))
+                by_class[canon] = records
+                if on_records is not None:
+                    on_records(records)
+                if bar is not None:
+                    bar.update(1)
+        if bar is not None:
+            bar.close()
         direct: list[ScoreRecord] = []
         for text, canon in zip(arch_list, canon_of):
             for rec in by_class[canon]:
                 direct.append(_relabel(rec, text))
         return self._finish(arch_list, direct)
+
+    def _batched_passes(self, sp: Space, canons: Sequence[str]) -> dict[str, dict[Pass, tuple[Any, float]]]:
+        """Pass results computed for a group of archs at once, ``{canon: {pass: (result, seconds per arch)}}``.
+
+        Today: AZ-NAS on NB201 (:mod:`zcscore.proxies.az_nb201_batched`) with ``batch`` > 1 and the default
+        features. Every other pass, space or setting runs one arch at a time, and so does a group whose
+        batched pass raised (each arch then gets its own result or error).
+        """
+        if self.batch <= 1 or len(canons) < 2 or Pass.AZ not in self.pass_args:
+            return {}
+        if sp.name != "nb201" or self.config.feature_modules is not None:
+            return {}
+        from zcscore.proxies.az_nb201_batched import az_scores_batched
+
+        self._set_threads()
+        t = time.perf_counter()
+        try:
+            archs = [sp.parse(c) for c in canons]
+            results = az_scores_batched(
+                archs, self.config.seed, self.config.device, self.config.use_channels_last(), self.config.num_classes
+            )
+            if self.config.device.startswith("cuda"):
+                torch.cuda.synchronize(torch.device(self.config.device))
+        except Exception as exc:  # e.g. out of memory for a large group: the one-arch path decides per arch
+            log.warning("batched AZ-NAS pass failed for %d archs (%s); scoring them one at a time", len(canons), exc)
+            return {}
+        per_arch = (time.perf_counter() - t) / len(canons)
+        return {c: {Pass.AZ: (r, per_arch)} for c, r in zip(canons, results)}
 
     def score_module(self, build: Callable[[], nn.Module] | nn.Module, name: str = "module") -> list[ScoreRecord]:
         """Score any ``torch.nn.Module`` (or a zero-argument builder) with the non-population proxies."""
@@ -260,12 +300,19 @@ class Engine:
         return self.score_network(builder, name)
 
     def score_network(
-        self, build: Callable[[], nn.Module], name: str, space: Space | None = None, arch: Any = None
+        self,
+        build: Callable[[], nn.Module],
+        name: str,
+        space: Space | None = None,
+        arch: Any = None,
+        precomputed: dict[Pass, tuple[Any, float]] | None = None,
     ) -> list[ScoreRecord]:
         """Run every needed pass once on one network and compute the direct proxies from them.
 
         A network that cannot be built gives every proxy NaN with the error, like a failing pass.
+        ``precomputed``: results (and seconds) of passes already run for this arch in a batched group.
         """
+        precomputed = precomputed or {}
         self._set_threads()
         seed_everything(self.config.seed)
         t0 = time.perf_counter()
@@ -285,6 +332,9 @@ class Engine:
         errors: dict[Pass, tuple[str, str]] = {}  # pass -> (error line, traceback)
         for kind in Pass:
             if kind not in self.pass_args:
+                continue
+            if kind in precomputed:
+                outputs.results[kind], pass_seconds[kind] = precomputed[kind]
                 continue
             t = time.perf_counter()
             try:
@@ -318,6 +368,8 @@ class Engine:
             shared = sum(pass_seconds[k] / users[k] for k in spec.passes if k in pass_seconds)
             seconds = own + shared + build_s / len(self.direct)
             prov = {**self._provenance(spec, name), "channels_last": ctx.channels_last}  # the layout used
+            if any(k in precomputed for k in spec.passes):
+                prov["batched"] = self.batch  # scored in a group of archs (equal to one-arch to ~1e-6)
             records.append(ScoreRecord(name, spec.name, score, seconds, components, prov, error, detail))
         return records
 

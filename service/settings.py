@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -23,8 +24,17 @@ class Settings(BaseSettings):
     ray_address: str | None = None  # None: start a local Ray
     api_keys: list[str] = []  # when set, writes need ``Authorization: Bearer <key>``
     max_archs_per_job: int = 20000
-    workers: int = 1  # Ray scoring actors started by ``zcscore serve`` / the dispatcher
-    gpus_per_worker: float = 0.0
+    # Ray scoring actors started by ``zcscore serve`` / the dispatcher; "auto": from free GPU memory on CUDA
+    # (per GPU: free * 0.9 / gpu_mem_per_worker_mb, at most the CPU cores // threads, at most
+    # max_workers_per_gpu; each actor then asks Ray for 1/n GPU), the CPU cores // threads on CPU;
+    # unset: "auto" on CUDA, 1 on CPU
+    workers: int | Literal["auto"] | None = None
+    gpus_per_worker: float = 0.0  # Ray GPUs per actor; 0 with workers=auto on CUDA: 1/n (fractional GPUs)
+    gpu_mem_per_worker_mb: float = 2048.0  # estimate for workers=auto (zcscore.capacity: CUDA context + passes)
+    max_workers_per_gpu: int | None = None
+    # archs of one actor call scored together where a batched pass exists (NB201 AZ-NAS; docs/benchmarks.md);
+    # equal to one at a time within 1e-6 relative; worth it on GPUs only (slower on CPU)
+    score_batch: int = 1
     arch_timeout_s: float = 600.0
     max_deliveries: int = 3  # starts of a task with transient failures before it is dead-lettered
     retry_backoff_s: float = 0.5  # first retry delay after a transient failure (doubles, at most 30 s)

@@ -15,9 +15,21 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+def workers_arg(text: str) -> int | str:
+    """``--workers``: a positive integer or ``auto`` (see :func:`zcscore.workers.runtime.pool_shape`)."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    n = int(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError("--workers must be >= 1 or auto")
+    return n
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``zcscore dispatcher`` (the rest comes from ZCSCORE_* settings)."""
-    parser.add_argument("--workers", type=int, default=None, help="scoring actors (default ZCSCORE_WORKERS)")
+    parser.add_argument(
+        "--workers", type=workers_arg, default=None, help="scoring actors, or auto (default ZCSCORE_WORKERS)"
+    )
     parser.add_argument("--gpus-per-worker", type=float, default=None, help="GPU fraction per actor")
     parser.add_argument("--ray-cpus", type=int, default=None, help="CPUs of a local Ray (no RAY_ADDRESS)")
     parser.add_argument("--consumer", default=None, help="consumer name in the Redis group (default host-pid)")

@@ -6,6 +6,8 @@ import argparse
 import logging
 import threading
 
+from zcscore.workers.cli_dispatcher import workers_arg
+
 log = logging.getLogger(__name__)
 
 
@@ -13,7 +15,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``zcscore serve``."""
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--workers", type=int, default=None, help="scoring actors (default ZCSCORE_WORKERS)")
+    parser.add_argument(
+        "--workers", type=workers_arg, default=None, help="scoring actors, or auto (default ZCSCORE_WORKERS)"
+    )
     parser.add_argument("--gpus-per-worker", type=float, default=None, help="GPU fraction per actor")
     parser.add_argument("--ray-cpus", type=int, default=None, help="CPUs of the local Ray")
 

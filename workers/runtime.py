@@ -36,6 +36,31 @@ def init_ray(settings: Settings, num_cpus: int | None = None) -> None:
         )  # "local": never attach to a cluster someone else started
 
 
+def pool_shape(settings: Settings) -> tuple[int, float]:
+    """``(actors, Ray GPUs per actor)`` for ``settings``; ``workers="auto"`` is resolved by :mod:`zcscore.capacity`.
+
+    ``workers`` unset means ``auto`` on CUDA and 1 on CPU. On CUDA, ``auto`` gives n actors per GPU of this
+    machine (all of them with a local Ray, one GPU's worth with ``ray_address``, whose nodes are sized like
+    this one) and 1/n GPU each unless ``gpus_per_worker`` is set; on CPU it gives one actor per ``threads``
+    usable cores and no GPU.
+    """
+    workers = settings.workers
+    if workers is None:  # unset: as many as fit on a GPU, one on CPU (the embedded single-machine default)
+        workers = "auto" if settings.device.startswith("cuda") else 1
+    if workers != "auto":
+        return workers, settings.gpus_per_worker
+    from zcscore.capacity import auto_workers
+
+    cap = settings.max_workers_per_gpu
+    per_device = auto_workers(settings.device, settings.gpu_mem_per_worker_mb, settings.threads, cap)
+    if not settings.device.startswith("cuda"):
+        return per_device, settings.gpus_per_worker
+    import torch
+
+    gpus = 1 if settings.ray_address or ":" in settings.device else max(torch.cuda.device_count(), 1)
+    return per_device * gpus, settings.gpus_per_worker or 1.0 / per_device
+
+
 def build_dispatcher(settings: Settings, consumer: str | None = None) -> Dispatcher:
     """Open store and Redis, start the actor pool, and return a ready :class:`Dispatcher`."""
     from zcscore.storage.store import open_store
@@ -52,12 +77,14 @@ def build_dispatcher(settings: Settings, consumer: str | None = None) -> Dispatc
         r.hset(names.actors, slot, pid)
         r.hset(names.actor_nodes, slot, node)
 
+    size, gpus = pool_shape(settings)
+    log.info("scoring actors: %d on %s, %.3g GPU each", size, settings.device, gpus)
     pool = ActorPool(
-        settings.workers,
+        size,
         name,
         num_cpus=settings.cpus_per_worker,
-        num_gpus=settings.gpus_per_worker,
-        actor_kwargs={"device": settings.device, "plugins": list(settings.plugins)},
+        num_gpus=gpus,
+        actor_kwargs={"device": settings.device, "plugins": list(settings.plugins), "batch": settings.score_batch},
         on_spawn=on_spawn,
     )
     return Dispatcher(settings, store, r, pool, consumer=name)

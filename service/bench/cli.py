@@ -34,7 +34,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--score-seed", type=int, default=1, help="scoring seed (default 1, as the papers)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per worker (default 1, as the service)")
-    parser.add_argument("--workers", type=int, default=1, help="scoring processes, archs split between them")
+    parser.add_argument(
+        "--workers",
+        default=None,
+        help="scoring processes, archs split between them (default: auto on CUDA, 1 on CPU); auto: from free GPU "
+        "memory on CUDA, the CPU cores otherwise (zcscore.capacity); with --throughput a comma list (1,2,auto)",
+    )
+    parser.add_argument(
+        "--gpu-mem-per-worker-mb",
+        type=float,
+        default=None,
+        help="per-worker GPU memory estimate for --workers auto (default ZCSCORE_GPU_MEM_PER_WORKER_MB or 2048)",
+    )
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=1,
+        help="archs per batched pass where one exists (NB201 AZ-NAS; other passes run one arch at a time)",
+    )
+    parser.add_argument(
+        "--throughput",
+        action="store_true",
+        help="archs/s per proxy and for the suite, per worker count -> DIR/throughput.{csv,md} (use --sample)",
+    )
     parser.add_argument("--out", type=Path, help="output directory (resumed if it holds scores.csv)")
     parser.add_argument(
         "--limit", type=int, default=None, help=f"score at most N new archs, then stop with exit code {EXIT_INCOMPLETE}"
@@ -115,9 +137,10 @@ def _command(args: argparse.Namespace) -> str:
     extra = "".join(f" --{k} {getattr(args, k)}" for k in ("threads",) if getattr(args, k))
     extra += "".join(f" --reuse {p}" for p in args.reuse)
     space = "" if args.space == "nb201" else f"--space {args.space} "
+    batch = f" --batch {args.batch}" if args.batch > 1 else ""
     return (
         f"zcscore bench {space}--proxies {args.proxies} {src} --score-seed {args.score_seed} "
-        f"--device {args.device}{extra} --workers {args.workers} --out {args.out}"
+        f"--device {args.device}{extra} --workers {args.workers}{batch} --out {args.out}"
     )
 
 
@@ -139,11 +162,55 @@ def run(args: argparse.Namespace) -> int:
     except (KeyError, ValueError, OSError) as exc:  # SpaceError is a ValueError
         return _fail(str(exc))
     args.out.mkdir(parents=True, exist_ok=True)
+    try:
+        workers = resolve_workers(args)
+    except (ValueError, RuntimeError) as exc:
+        return _fail(str(exc))
+    if args.throughput:
+        return _run_throughput(args, proxies, archs, workers)
+    if len(workers) != 1:
+        return _fail("a list of worker counts is for --throughput only")
+    args.workers = workers[0]
     if args.floors:
         if args.space != "nb201":
             return _fail("--floors measures NB201 archs only")
         return _run_floors(args, proxies, archs)
     return _run_bench(args, proxies, archs)
+
+
+def resolve_workers(args: argparse.Namespace) -> list[int]:
+    """``--workers`` as worker counts, ``auto`` resolved for ``--device`` (see :mod:`zcscore.capacity`)."""
+    from zcscore.capacity import auto_workers, parse_workers
+    from zcscore.settings import get_settings
+
+    settings = get_settings()
+    per_worker = args.gpu_mem_per_worker_mb or settings.gpu_mem_per_worker_mb
+    out: list[int] = []
+    if args.workers is None:
+        args.workers = "auto" if args.device.startswith("cuda") else "1"
+    for w in parse_workers(args.workers):
+        n = auto_workers(args.device, per_worker, args.threads, settings.max_workers_per_gpu) if w == "auto" else int(w)
+        if w == "auto":
+            log.info("--workers auto on %s: %d workers", args.device, n)
+        if n not in out:
+            out.append(n)
+    return out
+
+
+def _run_throughput(args: argparse.Namespace, proxies: list[str], archs: list[str], workers: list[int]) -> int:
+    from zcscore.bench.throughput import append_rows, markdown, measure_throughput
+
+    config = {"seed": args.score_seed, "device": args.device, "threads": args.threads}
+    rows = measure_throughput(archs, proxies, config, workers, args.space, args.batch)
+    every = append_rows(args.out / "throughput.csv", rows)
+    with open(args.out / "throughput_commands.txt", "a") as fh:
+        fh.write(f"{_command(args)} --throughput\n")
+    commands = (args.out / "throughput_commands.txt").read_text().splitlines()
+    listed = "".join(f"- `{c}`\n" for c in commands)
+    (args.out / "throughput.md").write_text(f"Commands (rows in this order):\n\n{listed}\n{markdown(every)}")
+    sys.stdout.write(markdown(rows))
+    log.info("wrote %s/throughput.{csv,md}", args.out)
+    return 0
 
 
 def _run_compare(args: argparse.Namespace) -> int:
@@ -197,9 +264,16 @@ def _run_bench(args: argparse.Namespace, proxies: list[str], archs: list[str]) -
     for arch in remaining:  # archs partly done (e.g. --reuse) score only their missing proxies
         by_missing.setdefault(journal.missing(arch), []).append(arch)
     networks = 0
-    for missing, batch in by_missing.items():
+    for missing, todo in by_missing.items():
         networks += score_remaining(
-            batch, list(missing), config, journal.append, args.workers, not args.no_progress, space=args.space
+            todo,
+            list(missing),
+            config,
+            journal.append,
+            args.workers,
+            not args.no_progress,
+            space=args.space,
+            batch=args.batch,
         )
     meta = {
         "command": _command(args),
@@ -210,6 +284,7 @@ def _run_bench(args: argparse.Namespace, proxies: list[str], archs: list[str]) -
         "device": args.device,
         "threads": args.threads,
         "workers": args.workers,
+        "batch": args.batch,
         "resumed_archs": resumed,
         "scored_archs": len(remaining),
         "scored_networks": networks,

@@ -44,8 +44,12 @@ def score_remaining(
     workers: int = 1,
     progress: bool = False,
     space: str = "nb201",
+    batch: int = 1,
 ) -> int:
-    """Score ``archs`` of ``space`` with the ``direct`` proxies; returns the number of networks (classes) scored."""
+    """Score ``archs`` of ``space`` with the ``direct`` proxies; returns the number of networks (classes) scored.
+
+    ``batch`` > 1 lets each engine score that many archs at once where a batched path exists (``Engine``).
+    """
     groups = group_by_class(archs, space)
     if not groups:
         return 0
@@ -57,10 +61,10 @@ def score_remaining(
     if workers <= 1:
         from zcscore.engine import Engine, ScoreConfig
 
-        engine = Engine(list(direct), ScoreConfig(**config))
+        engine = Engine(list(direct), ScoreConfig(**config), batch=batch)
         engine.score_archs(list(archs), progress=progress, on_records=deliver, space=space)
         return len(groups)
-    return _score_in_workers(groups, direct, config, deliver, workers, progress, space)
+    return _score_in_workers(groups, direct, config, deliver, workers, progress, space, batch)
 
 
 def _score_in_workers(
@@ -71,13 +75,16 @@ def _score_in_workers(
     workers: int,
     progress: bool,
     space: str,
+    batch: int = 1,
 ) -> int:
     classes = list(groups)
     chunks = [[a for c in classes[k::workers] for a in groups[c]] for k in range(workers)]
     chunks = [c for c in chunks if c]
     ctx = mp.get_context("spawn")
     out: Any = ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(c, list(direct), config, out, space), daemon=True) for c in chunks]
+    procs = [
+        ctx.Process(target=_worker, args=(c, list(direct), config, out, space, batch), daemon=True) for c in chunks
+    ]
     for p in procs:
         p.start()
     bar = None
@@ -114,12 +121,12 @@ def _score_in_workers(
     return scored
 
 
-def _worker(archs: list[str], direct: list[str], config: dict[str, Any], out: Any, space: str) -> None:
+def _worker(archs: list[str], direct: list[str], config: dict[str, Any], out: Any, space: str, batch: int = 1) -> None:
     """Worker process body: score ``archs``, stream each class's records, then ``None``."""
     try:
         from zcscore.engine import Engine, ScoreConfig
 
-        engine = Engine(direct, ScoreConfig(**config))
+        engine = Engine(direct, ScoreConfig(**config), batch=batch)
         engine.score_archs(archs, on_records=out.put, space=space)
     except Exception as exc:  # reported to the parent, which stops the bench
         out.put(f"{type(exc).__name__}: {exc}")

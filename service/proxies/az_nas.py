@@ -92,7 +92,11 @@ def rows(t: torch.Tensor) -> torch.Tensor:
 
 def feature_covariance(feat: torch.Tensor) -> torch.Tensor:
     """Channel covariance ``XᵀX/N`` of the centred ``(B*H*W, C)`` feature matrix, in the feature's dtype."""
-    x = rows(as_bchw(feat.detach()))
+    return rows_covariance(rows(as_bchw(feat.detach())))
+
+
+def rows_covariance(x: torch.Tensor) -> torch.Tensor:
+    """``XᵀX/N`` of the centred ``(N, C)`` matrix ``x`` (the batched path calls it per arch, for equal bits)."""
     x = x - x.mean(dim=0, keepdim=True)
     return torch.mm(x.t(), x) / x.shape[0]
 
@@ -220,9 +224,14 @@ def az_scores(
     x.requires_grad_(True)  # features stay differentiable even for parameter-free modules
     feats = collect_features(net, x, feature_names)
     ent = _entropies(feats)
-    steps = [b - a for a, b in pairwise(ent)]
     blocks = _trainability(feats, device, channels_last)
     del feats
+    return summarize(ent, blocks)
+
+
+def summarize(ent: list[float], blocks: list[float]) -> dict[str, Any]:
+    """The pass's result from the feature entropies and the block scores (shared with the batched path)."""
+    steps = [b - a for a, b in pairwise(ent)]
     trainability = sum(blocks) / len(blocks) if blocks else math.nan  # NaN and -inf propagate as in np.mean
     progressivity = math.nan if not steps or any(math.isnan(s) for s in steps) else min(steps)
     return {
