@@ -206,6 +206,7 @@ class EngineScorer(BaseScorer):
         from zcscore.engine import Engine, ScoreConfig
 
         self.engine = Engine(self.components, ScoreConfig(**config))
+        self._engines: dict[tuple[str, ...], Any] = {tuple(self.components): self.engine}
         self.cache = ScoreCache(cache) if cache is not None else None
         self._key_config: dict[str, dict[str, Any]] = {}
 
@@ -224,24 +225,33 @@ class EngineScorer(BaseScorer):
             out[name] = ScoreCache.key(self.space.name, canonical, spec, self._key_config[name])
         return out
 
+    def _engine(self, components: tuple[str, ...]) -> Any:
+        """The engine for a subset of the components (scores do not depend on which others run with them)."""
+        from zcscore.engine import Engine
+
+        if components not in self._engines:
+            self._engines[components] = Engine(list(components), self.engine.config)
+        return self._engines[components]
+
     def _compute(self, canonicals: list[str]) -> dict[str, dict[str, float]]:
-        out: dict[str, dict[str, float]] = {}
-        todo = list(canonicals)
+        out: dict[str, dict[str, float]] = {c: {} for c in canonicals}
         keys: dict[str, dict[str, str]] = {}
+        missing: dict[tuple[str, ...], list[str]] = {tuple(self.components): list(canonicals)}
         if self.cache is not None:
             keys = {c: self._keys(c) for c in canonicals}
             hits = self.cache.get([k for ks in keys.values() for k in ks.values()])
-            todo = []
+            missing = {}
             for c in canonicals:
-                if all(k in hits for k in keys[c].values()):
-                    out[c] = {name: hits[k] for name, k in keys[c].items()}
-                else:
-                    todo.append(c)
-        if todo:
-            records = self.engine.score_archs(todo, space=self.space)
+                lacking = tuple(name for name, k in keys[c].items() if k not in hits)
+                out[c].update({name: hits[k] for name, k in keys[c].items() if k in hits})
+                if lacking:
+                    missing.setdefault(lacking, []).append(c)
+        for components, todo in missing.items():
+            # only what the cache lacks: an ensemble after its members computes only the new member
+            records = self._engine(components).score_archs(todo, space=self.space)
             fresh: dict[str, float] = {}
             for rec in records:
-                out.setdefault(rec.arch, {})[rec.proxy] = rec.score
+                out[rec.arch][rec.proxy] = rec.score
                 if self.cache is not None and rec.error is None:
                     fresh[keys[rec.arch][rec.proxy]] = rec.score
             if self.cache is not None:

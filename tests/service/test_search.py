@@ -155,3 +155,24 @@ def test_cli_writes_the_result_and_accepts_the_old_algorithm_flag(tmp_path: Path
     assert set(body["summary"]["cifar10_test"]) == {"mean", "std"}
     bad = subprocess.run([*cmd[:-2], "--proxy", "nope", "--out", "-"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "nope" in bad.stderr
+
+
+def test_mbv2_search_stays_under_the_macs_budget() -> None:
+    from zcscore.spaces.mbv2 import MBV2Space
+
+    result = search("intrain-evo", "params", "mbv2", budget=4, seed=0, flops_max=450.0, population=2)
+    space = MBV2Space()
+    assert result.archs == 4 and result.flops_m is not None and result.flops_m <= 450.0
+    assert all(space.flops_m(space.parse(a)) <= 450.0 for a, _ in result.trace)
+
+
+def test_an_ensemble_after_its_member_computes_only_the_new_member(tmp_path: Path) -> None:
+    from zcscore.search import ScoreCache
+
+    cache = tmp_path / "c.sqlite"
+    search("random", "params", budget=5, seed=1, cache=cache)
+    scorer = EngineScorer("ensemble:params+flops", cache=cache)
+    random_search(scorer, 5, seed=1)
+    assert list(scorer._engines) == [("params", "flops"), ("flops",)]  # params came from the cache
+    scorer.close()
+    assert len(ScoreCache(cache)) == 10
