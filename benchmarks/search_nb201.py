@@ -42,15 +42,15 @@ PUBLISHED = {
 }
 
 
-def key(algo: str, proxy: str, seed: int) -> str:
-    return f"{algo}|{proxy}|{seed}"
+def key(algo: str, proxy: str, seed: int, budget: int = BUDGET) -> str:
+    return f"{algo}|{proxy}|{seed}|{budget if algo != 'prune' else 0}"
 
 
 def journal(path: Path) -> dict[str, dict[str, Any]]:
     if not path.exists():
         return {}
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return {key(r["algo"], r["proxy"], r["seed"]): r for r in rows}
+    return {key(r["algo"], r["proxy"], r["seed"], r["options"]["budget"]): r for r in rows}
 
 
 def baselines(data_dir: Path) -> dict[str, str]:
@@ -62,31 +62,32 @@ def baselines(data_dir: Path) -> dict[str, str]:
     return {"random choice (one uniform arch)": random_choice, "optimum (best arch per dataset)": optimum}
 
 
-def table(runs: dict[str, dict[str, Any]], data_dir: Path, seeds: list[int]) -> str:
+def table(runs: dict[str, dict[str, Any]], data_dir: Path, seeds: list[int], budgets: list[int]) -> str:
     lines = [
         "| algorithm | proxy | budget (archs) | C10 test | C100 test | IN16 test | proxy calls / run | computed / run |"
         " wall s / run | seeds |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for algo, _ in PLAN:
-        for proxy in PROXIES:
-            done = [runs[k] for s in seeds if (k := key(algo, proxy, s)) in runs]
-            if not done:
+    rows = [(a, p, b) for b in budgets for a, _ in PLAN for p in PROXIES if a != "prune" or b == budgets[0]]
+    for algo, proxy, b in rows:
+        done = [runs[k] for s in seeds if (k := key(algo, proxy, s, b)) in runs]
+        if not done:
+            if b == budgets[0]:
                 lines.append(f"| {algo} | `{proxy}` | – | not run | | | | | | 0 |")
-                continue
-            accs = []
-            for c in COLUMNS:
-                v = [r["accuracy"][c] for r in done]
-                sd = statistics.stdev(v) if len(v) > 1 else 0.0
-                accs.append(f"{statistics.fmean(v):.2f}±{sd:.2f}")
-            calls = statistics.fmean(r["proxy_calls"] for r in done)
-            computed = statistics.fmean(r["computed"] for r in done)
-            wall = statistics.fmean(r["seconds"] for r in done)
-            budget = "85 states" if algo == "prune" else str(done[0]["options"]["budget"])
-            lines.append(
-                f"| {algo} | `{proxy}` | {budget} | {' | '.join(accs)} | {calls:.0f} | {computed:.0f} | {wall:.0f} |"
-                f" {len(done)} |"
-            )
+            continue
+        accs = []
+        for c in COLUMNS:
+            v = [r["accuracy"][c] for r in done]
+            sd = statistics.stdev(v) if len(v) > 1 else 0.0
+            accs.append(f"{statistics.fmean(v):.2f}±{sd:.2f}")
+        calls = statistics.fmean(r["proxy_calls"] for r in done)
+        computed = statistics.fmean(r["computed"] for r in done)
+        wall = statistics.fmean(r["seconds"] for r in done)
+        budget = "85 states" if algo == "prune" else str(done[0]["options"]["budget"])
+        lines.append(
+            f"| {algo} | `{proxy}` | {budget} | {' | '.join(accs)} | {calls:.0f} | {computed:.0f} | {wall:.0f} |"
+            f" {len(done)} |"
+        )
     for name, text in {**baselines(data_dir), **PUBLISHED}.items():
         lines.append(f"| {name} | | | {text} | | | | |")
     return "\n".join(lines) + "\n"
@@ -97,6 +98,8 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/reports/search_nb201"))
     parser.add_argument("--seeds", default="1,2,3,4,5")
     parser.add_argument("--table", action="store_true", help="only write the table from the journal")
+    parser.add_argument("--budget", type=int, default=BUDGET, help=f"distinct archs per run (default {BUDGET})")
+    parser.add_argument("--algos", default=None, help="only these algorithms (comma-separated)")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     data_dir = get_settings().data_dir
@@ -108,16 +111,19 @@ def main() -> int:
     runs = journal(path)
     if not args.table:
         t_all = time.perf_counter()
+        only = set(args.algos.split(",")) if args.algos else None
         for algo, options in PLAN:
+            if only is not None and algo not in only:
+                continue
             for proxy in PROXIES:
                 for seed in seeds:
-                    if key(algo, proxy, seed) in runs:
+                    if key(algo, proxy, seed, args.budget) in runs:
                         continue
                     result = search(
                         algo,
                         proxy,
                         "nb201",
-                        BUDGET,
+                        args.budget,
                         seed,
                         cache=args.out / "scores.sqlite",
                         data_dir=data_dir,
@@ -127,14 +133,15 @@ def main() -> int:
                     row["trace_len"] = len(row.pop("trace"))
                     with path.open("a") as fh:
                         fh.write(json.dumps(row) + "\n")
-                    runs[key(algo, proxy, seed)] = row
+                    runs[key(algo, proxy, seed, args.budget)] = row
                     acc = " ".join(f"{v:.2f}" for v in result.accuracy.values())
                     print(
                         f"{algo:12s} {proxy:26s} seed {seed}: {acc}  computed {result.computed:3d}"
                         f"  {result.seconds:6.1f}s  (total {time.perf_counter() - t_all:.0f}s)",
                         flush=True,
                     )
-    text = table(runs, data_dir, seeds)
+    budgets = sorted({int(r["options"]["budget"]) for r in runs.values() if r["algo"] != "prune"} | {BUDGET})
+    text = table(runs, data_dir, seeds, budgets)
     (args.out / "table.md").write_text(text)
     print(text)
     return 0
