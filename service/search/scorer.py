@@ -300,12 +300,12 @@ class ServiceScorer(BaseScorer):
         options: dict[str, Any] = {"space": self.space.name, "seed": self.seed}
         if self.num_classes is not None:
             options["num_classes"] = self.num_classes
-        job = self.client.submit(canonicals, self.components, **options)
-        first = self.client.status(job)
+        accepted = self._submit(canonicals, options)
+        job = str(accepted["id"])
         status = self.client.wait(job, timeout=self.timeout, poll_s=5.0)
         if status["status"] != "done":
             raise RuntimeError(f"job {job} ended {status['status']}: {status}")
-        cached = first["status"] == "done" and first["done"] == first["total"]
+        cached = accepted["status"] == "done"  # the store answered every task at submission
         self.jobs.append({"id": job, "tasks": status["total"], "cached": cached})
         if not cached:
             self.computed += len(canonicals)
@@ -313,6 +313,19 @@ class ServiceScorer(BaseScorer):
         for rec in self.client.scores(job):
             out.setdefault(rec.arch, {})[rec.proxy] = rec.score if rec.error is None else math.nan
         return out
+
+    def _submit(self, archs: list[str], options: dict[str, Any]) -> dict[str, Any]:
+        """``POST /v1/jobs``'s answer (``id``, ``status`` at submission, ``total``)."""
+        from dataclasses import replace
+
+        from zcscore.client import Client, _Calls
+
+        if isinstance(self.client, Client):
+            call = replace(_Calls.submit(archs, self.components, **options), parse=lambda r: r.json())
+            answer: dict[str, Any] = self.client._run(call)
+            return answer
+        job = self.client.submit(archs, self.components, **options)
+        return dict(self.client.status(job))
 
     def close(self) -> None:
         if self._own:
