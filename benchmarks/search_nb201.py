@@ -68,11 +68,12 @@ def table(runs: dict[str, dict[str, Any]], data_dir: Path, seeds: list[int], bud
         " wall s / run | seeds |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    rows = [(a, p, b) for b in budgets for a, _ in PLAN for p in PROXIES if a != "prune" or b == budgets[0]]
+    proxies = list(dict.fromkeys([*PROXIES, *(r["proxy"] for r in runs.values())]))
+    rows = [(a, p, b) for b in budgets for a, _ in PLAN for p in proxies if a != "prune" or b == budgets[0]]
     for algo, proxy, b in rows:
         done = [runs[k] for s in seeds if (k := key(algo, proxy, s, b)) in runs]
         if not done:
-            if b == budgets[0]:
+            if b == budgets[0] and proxy in PROXIES:
                 lines.append(f"| {algo} | `{proxy}` | – | not run | | | | | | 0 |")
             continue
         accs = []
@@ -100,6 +101,7 @@ def main() -> int:
     parser.add_argument("--table", action="store_true", help="only write the table from the journal")
     parser.add_argument("--budget", type=int, default=BUDGET, help=f"distinct archs per run (default {BUDGET})")
     parser.add_argument("--algos", default=None, help="only these algorithms (comma-separated)")
+    parser.add_argument("--proxies", default=",".join(PROXIES), help="fitness proxies (comma-separated)")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     data_dir = get_settings().data_dir
@@ -115,7 +117,7 @@ def main() -> int:
         for algo, options in PLAN:
             if only is not None and algo not in only:
                 continue
-            for proxy in PROXIES:
+            for proxy in args.proxies.split(","):
                 for seed in seeds:
                     if key(algo, proxy, seed, args.budget) in runs:
                         continue
