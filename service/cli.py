@@ -17,7 +17,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "score": ("zcscore.commands.score", "score archs with proxies, write long-format CSV"),
     "proxies": ("zcscore.commands.proxies", "list the registered proxies"),
     "data": ("zcscore.commands.data", "show or fetch the real images data-dependent proxies use"),
-    "search": ("zcscore.commands.search", "training-free search on NB201 with a proxy as fitness"),
+    "search": (
+        "zcscore.commands.search",
+        "training-free search (random, REA, AZ-NAS, InTrain-NAS, pruning) with a proxy as fitness",
+    ),
     "bench": ("zcscore.bench.cli", "fidelity and speed report of proxies on NB201"),
     "serve": ("zcscore.workers.cli_serve", "run API + dispatcher + local Ray workers on embedded defaults"),
     "api": ("zcscore.api.cli", "run the HTTP API alone (cluster mode)"),
@@ -36,6 +39,7 @@ EXTRAS: dict[str, str] = {
     "pandas": "bench",
     "matplotlib": "bench",
     "httpx": "client",
+    "optuna": "search",
 }
 
 

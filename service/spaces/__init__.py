@@ -36,9 +36,10 @@ def _builtins() -> None:
         from zcscore.spaces.mbv2 import MBV2Space
         from zcscore.spaces.nb101 import NB101Space
         from zcscore.spaces.nb201 import NB201Space
+        from zcscore.spaces.nb201_super import NB201SuperSpace
         from zcscore.spaces.timm_space import TimmSpace
 
-        for space in (NB201Space(), NB101Space(), MBV2Space(), DagSpace(), TimmSpace()):
+        for space in (NB201Space(), NB101Space(), MBV2Space(), DagSpace(), TimmSpace(), NB201SuperSpace()):
             register_space(space)
 
 

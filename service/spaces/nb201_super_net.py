@@ -1,0 +1,71 @@
+"""The NB201 supernet network: TinyNetwork whose edges output the mean of their kept ops."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from zcscore.spaces.nb201_net import ResNetBasicBlock, TinyNetwork, make_op
+from zcscore.spaces.nb201_super import SuperState
+
+
+class MixedOp(nn.Module):
+    """The mean of several NB201 ops on one edge (DARTS mixed op with equal weights)."""
+
+    def __init__(self, ops: tuple[str, ...], channels: int) -> None:
+        super().__init__()
+        self.ops = nn.ModuleList(make_op(o, channels) for o in ops)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        total: torch.Tensor = self.ops[0](x)
+        for op in self.ops[1:]:
+            total = total + op(x)
+        return total / len(self.ops) if len(self.ops) > 1 else total
+
+
+class SuperCell(nn.Module):
+    """A 4-node NB201 cell with a :class:`MixedOp` on every edge."""
+
+    def __init__(self, state: SuperState, channels: int) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(MixedOp(ops, channels) for ops in state.edges)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        nodes = [x]
+        k = 0
+        for dst in (1, 2, 3):
+            total = self.layers[k](nodes[0])
+            k += 1
+            for src in range(1, dst):
+                total = total + self.layers[k](nodes[src])
+                k += 1
+            nodes.append(total)
+        return nodes[3]
+
+
+class SuperNetwork(TinyNetwork):
+    """The NB201 macro skeleton (stem, 3x5 cells, 2 ResNet blocks, head) with supernet cells."""
+
+    def __init__(self, state: SuperState, num_classes: int = 10, channels: int = 16, cells_per_stage: int = 5):
+        nn.Module.__init__(self)
+        c = channels
+        self.stem = nn.Sequential(nn.Conv2d(3, c, kernel_size=3, padding=1, bias=False), nn.BatchNorm2d(c))
+        cells: list[nn.Module] = []
+        for stage in range(3):
+            if stage > 0:
+                cells.append(ResNetBasicBlock(c, 2 * c))
+                c *= 2
+            cells.extend(SuperCell(state, c) for _ in range(cells_per_stage))
+        self.cells = nn.ModuleList(cells)
+        self.lastact = nn.Sequential(nn.BatchNorm2d(c), nn.ReLU(inplace=True))
+        self.global_pooling = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(c, num_classes)
+
+
+def build_supernet(state: SuperState | str, num_classes: int = 10) -> SuperNetwork:
+    """The supernet of ``state`` (a :class:`SuperState` or its string)."""
+    if isinstance(state, str):
+        from zcscore.spaces.nb201_super import parse_state
+
+        state = parse_state(state)
+    return SuperNetwork(state, num_classes)
