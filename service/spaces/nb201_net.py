@@ -8,6 +8,8 @@ so gradients through it are exact zeros, not ``None``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -96,6 +98,12 @@ class TinyNetwork(nn.Module):
     def __init__(self, arch: NB201Arch, num_classes: int = 10, channels: int = 16, cells_per_stage: int = 5):
         super().__init__()
         self.arch = arch
+        self._build(lambda c: InferCell(arch, c), num_classes, channels, cells_per_stage)
+
+    def _build(
+        self, make_cell: Callable[[int], nn.Module], num_classes: int, channels: int, cells_per_stage: int
+    ) -> None:
+        """The skeleton around ``make_cell(channels)``, modules created in xautodl's order (so its default init)."""
         c = channels
         self.stem = nn.Sequential(nn.Conv2d(3, c, kernel_size=3, padding=1, bias=False), nn.BatchNorm2d(c))
         cells: list[nn.Module] = []
@@ -103,7 +111,7 @@ class TinyNetwork(nn.Module):
             if stage > 0:
                 cells.append(ResNetBasicBlock(c, 2 * c))
                 c *= 2
-            cells.extend(InferCell(arch, c) for _ in range(cells_per_stage))
+            cells.extend(make_cell(c) for _ in range(cells_per_stage))
         self.cells = nn.ModuleList(cells)
         self.lastact = nn.Sequential(nn.BatchNorm2d(c), nn.ReLU(inplace=True))
         self.global_pooling = nn.AdaptiveAvgPool2d(1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from zcscore.spaces.nb201_net import ResNetBasicBlock, TinyNetwork, make_op
+from zcscore.spaces.nb201_net import TinyNetwork, make_op
 from zcscore.spaces.nb201_super import SuperState
 
 
@@ -48,18 +48,7 @@ class SuperNetwork(TinyNetwork):
 
     def __init__(self, state: SuperState, num_classes: int = 10, channels: int = 16, cells_per_stage: int = 5):
         nn.Module.__init__(self)
-        c = channels
-        self.stem = nn.Sequential(nn.Conv2d(3, c, kernel_size=3, padding=1, bias=False), nn.BatchNorm2d(c))
-        cells: list[nn.Module] = []
-        for stage in range(3):
-            if stage > 0:
-                cells.append(ResNetBasicBlock(c, 2 * c))
-                c *= 2
-            cells.extend(SuperCell(state, c) for _ in range(cells_per_stage))
-        self.cells = nn.ModuleList(cells)
-        self.lastact = nn.Sequential(nn.BatchNorm2d(c), nn.ReLU(inplace=True))
-        self.global_pooling = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(c, num_classes)
+        self._build(lambda c: SuperCell(state, c), num_classes, channels, cells_per_stage)
 
 
 def build_supernet(state: SuperState | str, num_classes: int = 10) -> SuperNetwork:
