@@ -3,7 +3,7 @@
 A stored score is a pure function of its key: (canonical arch hash, proxy, proxy version, config hash),
 where the config is what changes that proxy's numbers: the seed and head width always; the numerics
 (device kind, memory layout, CPU threads; :mod:`zcscore.numerics`) when the proxy runs the network;
-the digest of the real images when it reads them.
+the digest of the real images when it reads them; the batch size when it ran a batched pass (``batch`` > 1).
 """
 
 from __future__ import annotations
@@ -14,12 +14,24 @@ import math
 from typing import Any, Literal
 
 from zcscore.numerics import Numerics
-from zcscore.proxies.catalog import ProxySpec
+from zcscore.proxies.catalog import Pass, ProxySpec
+
+BATCHED_PASSES = frozenset({Pass.AZ})  # passes the engine can run for a group of archs (Engine(batch=...))
 
 
-def job_config(seed: int, num_classes: int, numerics: Numerics, data_digest: str | None = None) -> dict[str, Any]:
-    """Everything a job's scores may depend on (what travels in queue messages to the workers)."""
-    return {"seed": seed, "num_classes": num_classes, "numerics": numerics.key(), "data": data_digest}
+def job_config(
+    seed: int, num_classes: int, numerics: Numerics, data_digest: str | None = None, batch: int = 1
+) -> dict[str, Any]:
+    """Everything a job's scores may depend on (what travels in queue messages to the workers).
+
+    ``batch`` > 1 (``ZCSCORE_SCORE_BATCH``) asks the actors for the batched passes, whose scores equal the
+    one-arch path only to ~1e-7 relative: it is then part of the config (and of the keys of the proxies it
+    changes), so a stored score stays a pure function of its key.
+    """
+    config = {"seed": seed, "num_classes": num_classes, "numerics": numerics.key(), "data": data_digest}
+    if batch > 1:
+        config["batch"] = batch
+    return config
 
 
 def proxy_config(spec: ProxySpec, config: dict[str, Any]) -> dict[str, Any]:
@@ -29,6 +41,8 @@ def proxy_config(spec: ProxySpec, config: dict[str, Any]) -> dict[str, Any]:
         out["numerics"] = config["numerics"]
     if spec.needs_data:
         out["data"] = config["data"]
+    if config.get("batch", 1) > 1 and BATCHED_PASSES & set(spec.passes):
+        out["batch"] = config["batch"]
     return out
 
 

@@ -26,14 +26,13 @@ class ConfigMismatch(TransientError):
 class ScoringActor:
     """Scores batches of canonical archs; one engine per (proxies, config), reused across calls."""
 
-    def __init__(self, device: str = "cpu", plugins: list[str] | None = None, batch: int = 1) -> None:
+    def __init__(self, device: str = "cpu", plugins: list[str] | None = None) -> None:
         from zcscore.proxies.registry import load_implementations
         from zcscore.spaces import load_plugins
 
         load_implementations()
         load_plugins(plugins or [])
         self.device = device
-        self.batch = batch  # archs per batched pass where one exists (ZCSCORE_SCORE_BATCH; Engine(batch=...))
         self._engines: dict[str, Any] = {}
 
     def where(self) -> tuple[int, str]:
@@ -65,7 +64,8 @@ class ScoringActor:
             digest = cfg.real_data().content_digest
             if digest != config["data"]:
                 raise ConfigMismatch(f"task wants images {config['data'][:12]}, this worker resolves {digest[:12]}")
-        self._engines[key] = Engine(list(proxies), cfg, batch=self.batch)
+        # the batch size travels in the config (part of the cache key of the passes it changes)
+        self._engines[key] = Engine(list(proxies), cfg, batch=int(config.get("batch", 1)))
         return self._engines[key]
 
     def score(

@@ -103,7 +103,7 @@ def plan_job(
     specs = _specs(proxies, space)
     digest = _data_digest(specs, proxies, settings)
     numerics = Numerics.resolve(settings.device, settings.threads)
-    config = job_config(seed, num_classes, numerics, digest)
+    config = job_config(seed, num_classes, numerics, digest, batch=settings.score_batch)
     direct = expand(proxies)
     cfg_hashes = {s.name: proxy_config_hash(s, config) for s in direct}
     tasks: list[TaskRow] = []

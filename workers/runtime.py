@@ -84,7 +84,7 @@ def build_dispatcher(settings: Settings, consumer: str | None = None) -> Dispatc
         name,
         num_cpus=settings.cpus_per_worker,
         num_gpus=gpus,
-        actor_kwargs={"device": settings.device, "plugins": list(settings.plugins), "batch": settings.score_batch},
+        actor_kwargs={"device": settings.device, "plugins": list(settings.plugins)},
         on_spawn=on_spawn,
     )
     return Dispatcher(settings, store, r, pool, consumer=name)

@@ -103,10 +103,19 @@ def test_throughput_on_cpu_writes_rows_per_proxy_and_suite(
     assert "--throughput" in md and md.count("| suite |") == 2
 
 
-def test_actors_pass_the_score_batch_setting_to_their_engines() -> None:
+def test_the_score_batch_travels_in_the_job_config_and_keys_only_the_passes_it_changes() -> None:
+    from zcscore.numerics import Numerics
+    from zcscore.proxies.catalog import get_spec
+    from zcscore.storage.keys import job_config, proxy_config_hash
     from zcscore.workers.actor import ScoringActor
 
-    actor = ScoringActor(device="cpu", batch=4)
-    config = {"seed": 1, "num_classes": 10, "numerics": {"device": "cpu", "threads": 1, "channels_last": True}}
-    assert actor._engine(("az_trainability",), config).batch == 4
+    numerics = Numerics.resolve("cpu", 1)
+    plain, batched = job_config(1, 10, numerics), job_config(1, 10, numerics, batch=4)
+    assert "batch" not in plain and batched["batch"] == 4  # batch 1 leaves existing keys as they were
+    az, zico = get_spec("az_trainability"), get_spec("zico")
+    assert proxy_config_hash(az, plain) != proxy_config_hash(az, batched)  # AZ-NAS runs batched: its own key
+    assert proxy_config_hash(zico, plain) == proxy_config_hash(zico, batched)  # one arch at a time either way
+    actor = ScoringActor(device="cpu")
+    assert actor._engine(("az_trainability",), batched).batch == 4
+    assert actor._engine(("az_trainability",), plain).batch == 1
     assert Settings().score_batch == 1
