@@ -36,6 +36,19 @@ def _best(scorer: Scorer) -> str:
     return scored[argbest(scored, scorer.fitness(scored))]
 
 
+def _running(scorer: Scorer, budget: int, stalls: int) -> bool:
+    """Budget left, and not stuck on children that were all scored before."""
+    return len(scorer.scored) < budget and stalls < STALL_FACTOR * budget
+
+
+def _offspring(scorer: Scorer, space: Space, parent: str, rng: random.Random, filt: float | None) -> tuple[str, bool]:
+    """Mutate ``parent`` and score the child; whether the child was a new (distinct) arch."""
+    child = mutate_arch(space, parent, rng, filt)
+    before = len(scorer.scored)
+    scorer.score([child])
+    return child, len(scorer.scored) > before
+
+
 def _flops(scorer: Scorer, flops_max: float | None) -> tuple[Space, float | None]:
     space = constrained(scorer.space, flops_max)
     return space, (None if space is not scorer.space else flops_max)
@@ -52,13 +65,11 @@ def _ageing(
     space, filt = _flops(scorer, flops_max)
     pop: deque[str] = deque(members)
     stalls = 0
-    while len(scorer.scored) < budget and stalls < STALL_FACTOR * budget and pop:
+    while _running(scorer, budget, stalls) and pop:
         contenders = rng.sample(list(pop), min(sample, len(pop)))
         parent = contenders[argbest(contenders, scorer.fitness(contenders))]
-        child = mutate_arch(space, parent, rng, filt)
-        before = len(scorer.scored)
-        scorer.score([child])
-        stalls = stalls + 1 if len(scorer.scored) == before else 0
+        child, new = _offspring(scorer, space, parent, rng, filt)
+        stalls = 0 if new else stalls + 1
         pop.append(child)
         pop.popleft()
     return _best(scorer)
@@ -115,15 +126,12 @@ def az_evo(
     rng = random.Random(seed)
     scorer.score(distinct_samples(scorer, space, rng, 1, filt))
     stalls = 0
-    while len(scorer.scored) < budget and stalls < STALL_FACTOR * budget:
+    while _running(scorer, budget, stalls):
         history = scorer.scored
         fitness = scorer.fitness(history)
         order = sorted(range(len(history)), key=lambda i: (-fitness[i], i))[:topk]
-        parent = history[rng.choice(order)]
-        child = mutate_arch(space, parent, rng, filt)
-        before = len(history)
-        scorer.score([child])
-        stalls = stalls + 1 if len(scorer.scored) == before else 0
+        _, new = _offspring(scorer, space, history[rng.choice(order)], rng, filt)
+        stalls = 0 if new else stalls + 1
     return _best(scorer)
 
 
@@ -140,12 +148,9 @@ def intrain_evo(
     members = distinct_samples(scorer, space, rng, min(population, budget), filt)
     scorer.score(members)
     stalls = 0
-    while len(scorer.scored) < budget and stalls < STALL_FACTOR * budget:
-        parent = rng.choice(members)
-        child = mutate_arch(space, parent, rng, filt)
-        before = len(scorer.scored)
-        scorer.score([child])
-        if len(scorer.scored) == before:
+    while _running(scorer, budget, stalls):
+        child, new = _offspring(scorer, space, rng.choice(members), rng, filt)
+        if not new:
             stalls += 1
             continue
         stalls = 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from zcscore.spaces.nb201_net import TinyNetwork, make_op
+from zcscore.spaces.nb201_net import InferCell, TinyNetwork, make_op
 from zcscore.spaces.nb201_super import SuperState
 
 
@@ -23,24 +23,13 @@ class MixedOp(nn.Module):
         return total / len(self.ops) if len(self.ops) > 1 else total
 
 
-class SuperCell(nn.Module):
-    """A 4-node NB201 cell with a :class:`MixedOp` on every edge."""
+class SuperCell(InferCell):
+    """A 4-node NB201 cell with a :class:`MixedOp` on every edge (the cell's forward, node sums in its order)."""
 
     def __init__(self, state: SuperState, channels: int) -> None:
-        super().__init__()
+        nn.Module.__init__(self)
+        self.edges = [(src, dst) for dst in (1, 2, 3) for src in range(dst)]
         self.layers = nn.ModuleList(MixedOp(ops, channels) for ops in state.edges)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        nodes = [x]
-        k = 0
-        for dst in (1, 2, 3):
-            total = self.layers[k](nodes[0])
-            k += 1
-            for src in range(1, dst):
-                total = total + self.layers[k](nodes[src])
-                k += 1
-            nodes.append(total)
-        return nodes[3]
 
 
 class SuperNetwork(TinyNetwork):
