@@ -9,10 +9,10 @@
 #   DEVICE=cuda        cuda, cuda:N (cpu for a dry run)
 #   WORKERS=auto       scoring processes on the GPU for the full run (auto: free memory / per-worker estimate)
 #   GPU_MEM_PER_WORKER_MB=2048   the per-worker estimate behind auto (see zcscore.capacity)
-#   BATCH=1            archs per batched pass where one exists (--batch; NB201 AZ-NAS)
+#   BATCH=1            archs per batched pass where one exists (--batch; the NB201 seed passes)
 #   SAMPLE=            score a random sample of this size instead of --all (dry runs)
 #   SWEEP_SAMPLE=16    archs of the 1-worker per-proxy throughput sweep run first (0: skip it)
-#   AZ_BATCHES="1 8 16" AZ-NAS group sizes (--batch) measured on AZ_SAMPLE=64 archs after the sweep ("": skip)
+#   BATCHES="1 8 16"   group sizes (--batch) whose suite throughput is measured on BATCH_SAMPLE=32 archs ("": skip)
 #   GPU_TESTS=1        run the @pytest.mark.gpu equality tests of the batched path first (needs pytest)
 #   REUSE=             an earlier run's scores.csv whose rows are taken over (resume on a fresh machine)
 #   PYTHON=python      the interpreter with zcscore (and torch with CUDA) installed
@@ -75,18 +75,17 @@ if ((SWEEP_SAMPLE > 0 && $(left) > 120)); then
         --workers 1 --batch "$BATCH" --out "$dir/sweep" || say "sweep stopped early (rc $?)"
 fi
 
-# 1b. batched AZ-NAS: equality on this device, then its throughput per group size
+# 1b. the batched seed passes: equality on this device (every seed proxy), then throughput per group size
 if [[ "${GPU_TESTS:-1}" == 1 ]] && "$PY" -c "import pytest" 2>/dev/null && (($(left) > 240)); then
-    say "gpu tests: batched AZ-NAS equals the one-arch path on $DEVICE"
-    timeout --kill-after=10 120 "$PY" -m pytest -q -m gpu tests/service/test_az_batched.py 2>&1 | tail -3 \
+    say "gpu tests: the batched passes equal the one-arch path on $DEVICE"
+    timeout --kill-after=10 120 "$PY" -m pytest -q -s -m gpu tests/service/test_batched.py 2>&1 | tail -4 \
         | tee -a "$dir/log.txt"
 fi
-for k in ${AZ_BATCHES-1 8 16}; do
+for k in ${BATCHES-1 8 16}; do
     (($(left) > 200)) || break
-    say "az_nas: ${AZ_SAMPLE:-64} archs, batch $k"
-    timeout --kill-after=10 60 "$PY" -m zcscore.cli bench --throughput --proxies az_nas --device "$DEVICE" \
-        --sample "${AZ_SAMPLE:-64}" --seed 0 --workers 1 --batch "$k" --no-progress --out "$dir/sweep" \
-        || say "batch $k stopped (rc $?)"
+    say "seed suite: ${BATCH_SAMPLE:-32} archs, batch $k"
+    timeout --kill-after=10 90 "${bench[@]}" --throughput --sample "${BATCH_SAMPLE:-32}" --seed 0 --workers 1 \
+        --batch "$k" --out "$dir/sweep" || say "batch $k stopped (rc $?)"
 done
 
 # 2. the full run with the best worker count, stopped before the budget ends (resumable journal)

@@ -269,30 +269,39 @@ class Engine:
     def _batched_passes(self, sp: Space, canons: Sequence[str]) -> dict[str, dict[Pass, tuple[Any, float]]]:
         """Pass results computed for a group of archs at once, ``{canon: {pass: (result, seconds per arch)}}``.
 
-        Today: AZ-NAS on NB201 (:mod:`zcscore.proxies.az_nb201_batched`) with ``batch`` > 1 and the default
-        features. Every other pass, space or setting runs one arch at a time, and so does a group whose
-        batched pass raised (each arch then gets its own result or error).
+        Today: the seed proxies' passes on NB201 (:mod:`zcscore.proxies.nb201_batched`: AZ-NAS, real-data
+        gradients, InTrain, epsinas) with ``batch`` > 1 and the default feature/layer modules. Every other pass,
+        space or setting runs one arch at a time, and so does a pass whose batched run raised (each arch then
+        gets its own result or error).
         """
-        if self.batch <= 1 or len(canons) < 2 or Pass.AZ not in self.pass_args:
+        if self.batch <= 1 or len(canons) < 2 or sp.name != "nb201":
             return {}
-        if sp.name != "nb201" or self.config.feature_modules is not None:
-            return {}
-        from zcscore.proxies.az_nb201_batched import az_scores_batched
+        from zcscore.proxies.nb201_batched import batched_runner
 
-        self._set_threads()
-        t = time.perf_counter()
-        try:
-            archs = [sp.parse(c) for c in canons]
-            results = az_scores_batched(
-                archs, self.config.seed, self.config.device, self.config.use_channels_last(), self.config.num_classes
-            )
-            if self.config.device.startswith("cuda"):
-                torch.cuda.synchronize(torch.device(self.config.device))
-        except Exception as exc:  # e.g. out of memory for a large group: the one-arch path decides per arch
-            log.warning("batched AZ-NAS pass failed for %d archs (%s); scoring them one at a time", len(canons), exc)
-            return {}
-        per_arch = (time.perf_counter() - t) / len(canons)
-        return {c: {Pass.AZ: (r, per_arch)} for c, r in zip(canons, results)}
+        out: dict[str, dict[Pass, tuple[Any, float]]] = {c: {} for c in canons}
+        archs = [sp.parse(c) for c in canons]
+        for kind, args in self.pass_args.items():
+            runner = batched_runner(kind, self.config)
+            if runner is None:
+                continue
+            self._set_threads()
+            t = time.perf_counter()
+            try:
+                results = runner(archs, self.config, args)
+                if self.config.device.startswith("cuda"):
+                    torch.cuda.synchronize(torch.device(self.config.device))
+            except Exception as exc:  # e.g. out of memory for a large group: the one-arch path decides per arch
+                log.warning(
+                    "batched %s pass failed for %d archs (%s); running it one arch at a time",
+                    kind.value,
+                    len(canons),
+                    exc,
+                )
+                continue
+            per_arch = (time.perf_counter() - t) / len(canons)
+            for c, r in zip(canons, results):
+                out[c][kind] = (r, per_arch)
+        return {c: passes for c, passes in out.items() if passes}
 
     def score_module(self, build: Callable[[], nn.Module] | nn.Module, name: str = "module") -> list[ScoreRecord]:
         """Score any ``torch.nn.Module`` (or a zero-argument builder) with the non-population proxies."""

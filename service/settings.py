@@ -32,8 +32,8 @@ class Settings(BaseSettings):
     gpus_per_worker: float = 0.0  # Ray GPUs per actor; 0 with workers=auto on CUDA: 1/n (fractional GPUs)
     gpu_mem_per_worker_mb: float = 2048.0  # estimate for workers=auto (zcscore.capacity: CUDA context + passes)
     max_workers_per_gpu: int | None = None
-    # archs of one actor call scored together where a batched pass exists (NB201 AZ-NAS; docs/benchmarks.md);
-    # equal to one at a time within 1e-6 relative; worth it on GPUs only (slower on CPU). Read when a job is
+    # archs of one actor call scored together where a batched pass exists (NB201 seed passes; docs/benchmarks.md);
+    # bitwise equal to one at a time on CPU (1e-4 relative by contract); worth it on GPUs only. Read when a job is
     # planned: it travels in the job config and, when > 1, keys the proxies whose pass it batches
     score_batch: int = 1
     arch_timeout_s: float = 600.0

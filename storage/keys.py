@@ -16,7 +16,8 @@ from typing import Any, Literal
 from zcscore.numerics import Numerics
 from zcscore.proxies.catalog import Pass, ProxySpec
 
-BATCHED_PASSES = frozenset({Pass.AZ})  # passes the engine can run for a group of archs (Engine(batch=...))
+# passes the engine can run for a group of NB201 archs (Engine(batch=...); zcscore.proxies.nb201_batched.BATCHED)
+BATCHED_PASSES = frozenset({Pass.AZ, Pass.REAL_GRADS, Pass.INTRAIN, Pass.EPSINAS})
 
 
 def job_config(
@@ -25,8 +26,8 @@ def job_config(
     """Everything a job's scores may depend on (what travels in queue messages to the workers).
 
     ``batch`` > 1 (``ZCSCORE_SCORE_BATCH``) asks the actors for the batched passes, whose scores equal the
-    one-arch path only to ~1e-7 relative: it is then part of the config (and of the keys of the proxies it
-    changes), so a stored score stays a pure function of its key.
+    one-arch path bitwise on CPU but only to ~1e-4 relative by contract (other backends): it is then part of
+    the config (and of the keys of the proxies it changes), so a stored score stays a pure function of its key.
     """
     config = {"seed": seed, "num_classes": num_classes, "numerics": numerics.key(), "data": data_digest}
     if batch > 1:

@@ -50,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--batch",
         type=int,
         default=1,
-        help="archs per batched pass where one exists (NB201 AZ-NAS; other passes run one arch at a time)",
+        help="archs per batched pass where one exists (NB201: the seed proxies' passes; others run one arch at a time)",
     )
     parser.add_argument(
         "--throughput",

@@ -28,3 +28,15 @@ TINY_DAG = json.dumps(
         "output": "fc",
     }
 )
+
+
+# the seed-proxy sample shared by the correlation and batched checks (conftest.seed_sample)
+SEED_PROXIES = ["intrain", "intrain_pr", "intrain_grad", "intrain_add", "epsinas", "az_nas", "xi_gsnr", "zico"]
+AZ_PARTS = ["az_expressivity", "az_progressivity", "az_trainability", "az_complexity"]
+EDGE_CASES = [
+    "|none~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|",  # identity cells: trainability -inf
+    "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|",  # zero features: NaN entropies, epsinas NaN
+    "|avg_pool_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_3x3~0|none~1|avg_pool_3x3~2|",
+]
+SAMPLE = 30  # NB201 archs (seed 2026) of the correlation check; the batched check takes 17 of them + EDGE_CASES
+SAMPLE_CONFIG = {"seed": 1, "threads": 2}

@@ -140,6 +140,8 @@ def test_matches_official_code_on_canonical_archs(data_dir: Path):
                 assert val == ref, (name, row["arch"])
             elif name == "az_progressivity":  # a difference of float32 entropies of about 3
                 assert val == pytest.approx(ref, abs=2e-6), (name, row["arch"])
+            elif name == "az_trainability":  # the CPU's float32 kernels (AVX2 vs AVX-512) can flip a ReLU mask
+                assert val == pytest.approx(ref, rel=1e-4), (name, row["arch"])  # 1.7e-5 seen on an AVX2 EPYC
             else:
                 assert val == pytest.approx(ref, rel=1e-5), (name, row["arch"])
     for name in AZ:

@@ -112,9 +112,10 @@ def test_the_score_batch_travels_in_the_job_config_and_keys_only_the_passes_it_c
     numerics = Numerics.resolve("cpu", 1)
     plain, batched = job_config(1, 10, numerics), job_config(1, 10, numerics, batch=4)
     assert "batch" not in plain and batched["batch"] == 4  # batch 1 leaves existing keys as they were
-    az, zico = get_spec("az_trainability"), get_spec("zico")
-    assert proxy_config_hash(az, plain) != proxy_config_hash(az, batched)  # AZ-NAS runs batched: its own key
-    assert proxy_config_hash(zico, plain) == proxy_config_hash(zico, batched)  # one arch at a time either way
+    for name in ("az_trainability", "zico", "xi_gsnr", "intrain", "epsinas"):  # seed passes run batched: own keys
+        assert proxy_config_hash(get_spec(name), plain) != proxy_config_hash(get_spec(name), batched), name
+    synflow = get_spec("synflow")
+    assert proxy_config_hash(synflow, plain) == proxy_config_hash(synflow, batched)  # one arch at a time either way
     actor = ScoringActor(device="cpu")
     assert actor._engine(("az_trainability",), batched).batch == 4
     assert actor._engine(("az_trainability",), plain).batch == 1

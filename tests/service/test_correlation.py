@@ -7,23 +7,21 @@ guards against a proxy whose ranking silently broke (sign flip, constant output,
 from __future__ import annotations
 
 import pytest
+from proxykit import SEED_PROXIES
 
 from zcscore.bench.metrics import policy_for, rank_correlation
-from zcscore.bench.truth import accuracies, sample_archs
-from zcscore.engine import Engine, ScoreConfig
-
-SEED_PROXIES = ["intrain", "intrain_pr", "intrain_grad", "intrain_add", "epsinas", "az_nas", "xi_gsnr", "zico"]
-SAMPLE = 30
+from zcscore.bench.truth import accuracies
 
 
 @pytest.fixture(scope="module")
-def scored(data_dir):
-    archs = sample_archs(SAMPLE, seed=2026, data_dir=data_dir)
-    records = Engine(SEED_PROXIES, ScoreConfig(seed=1, threads=2)).score_archs(archs)
+def scored(seed_sample, data_dir):
+    archs, table = seed_sample  # scored one arch at a time (tests/service/conftest.py)
     by_proxy: dict[str, list[float]] = {p: [] for p in SEED_PROXIES}
-    for rec in records:
-        assert rec.error is None, (rec.arch, rec.proxy, rec.error)
-        by_proxy[rec.proxy].append(rec.score)
+    for arch in archs:
+        for p in SEED_PROXIES:
+            rec = table[(arch, p)]
+            assert rec.error is None, (rec.arch, rec.proxy, rec.error)
+            by_proxy[p].append(rec.score)
     return by_proxy, accuracies(archs, "cifar10_test", data_dir)
 
 
