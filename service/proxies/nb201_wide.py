@@ -171,14 +171,9 @@ def grouped_conv_is_exact(
     return fwd and (not grads or (g_in and g_w))
 
 
-def _measure_exact(
-    x_shape: tuple[int, ...],
-    w_shape: tuple[int, ...],
-    groups: int,
-    stride: int,
-    fmt: torch.memory_format,
-    device: torch.device,
-) -> tuple[bool, bool, bool]:
+def _measure_exact(*shape_and_kernel: Any) -> tuple[bool, bool, bool]:
+    """Forward, input-gradient and weight-gradient exactness of one grouped conv (the args of the check above)."""
+    x_shape, w_shape, groups, stride, fmt, device = shape_and_kernel
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(x_shape, generator=gen).to(device).contiguous(memory_format=fmt).requires_grad_()
     w = torch.randn(w_shape, generator=gen).to(device).contiguous(memory_format=fmt).requires_grad_()
