@@ -240,7 +240,8 @@ def _run_bench(args: argparse.Namespace, proxies: list[str], archs: list[str]) -
     from zcscore.proxies.catalog import get_spec
 
     direct = direct_names(proxies)
-    journal = Journal(args.out / "scores.csv", {d: get_spec(d).version for d in direct}, args.score_seed)
+    versions = {d: get_spec(d).version for d in direct}
+    journal = Journal(args.out / "scores.csv", versions, args.score_seed, frozenset(proxies) - set(direct))
     try:
         dropped = journal.load(archs, args.reuse)
     except SeedMismatch as exc:

@@ -95,6 +95,7 @@ class Journal:
     path: Path
     direct: dict[str, int]  # direct proxy name -> current version
     seed: int
+    derived: frozenset[str] = frozenset()  # population proxies of the run: their rows are rebuilt at report time
     done: dict[str, dict[str, Row]] = field(default_factory=dict)
 
     def load(self, archs: Sequence[str], reuse: Sequence[Path] = ()) -> int:
@@ -102,6 +103,7 @@ class Journal:
 
         A row is kept when its proxy is a direct proxy of this run at the current version and its seed is the
         run's; the first row of an (arch, proxy) wins. Archs may be partly done: :meth:`missing` says what is left.
+        Rows of ``derived`` (population) proxies are dropped too but not counted: the report rebuilds them.
         """
         wanted = set(archs)
         by_arch: dict[str, dict[str, Row]] = {}
@@ -124,7 +126,8 @@ class Journal:
         self.done = by_arch
         kept = sum(len(r) for r in self.done.values())
         self._rewrite(list(self.done))
-        return len(own) - min(kept, len(own))
+        derived = sum(1 for row in own if row.proxy in self.derived)
+        return max(len(own) - derived - kept, 0)
 
     def missing(self, arch: str) -> tuple[str, ...]:
         """The direct proxies of ``arch`` not scored yet, in run order."""

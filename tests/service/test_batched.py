@@ -106,8 +106,8 @@ def test_batched_az_nas_and_zico_equal_the_one_arch_path_on_20_archs(seed_sample
 
 
 def test_batched_intrain_xi_gsnr_epsinas_equal_the_one_arch_path(seed_sample) -> None:  # type: ignore[no-untyped-def]
-    """The dearer passes on 7 archs here (one group); all 20 with every seed proxy: ``pytest -m slow`` (below)."""
-    _batched_vs_one_arch(seed_sample, [p for p in DIRECT if p not in AZ_PARTS and p != "zico"], 4)
+    """The dearer passes on 5 archs here (one group); all 20 with every seed proxy: ``pytest -m slow`` (below)."""
+    _batched_vs_one_arch(seed_sample, [p for p in DIRECT if p not in AZ_PARTS and p != "zico"], 2)
     assert math.isnan(seed_sample[1][(EDGE_CASES[1], "epsinas")].score)
 
 

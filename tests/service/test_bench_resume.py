@@ -89,8 +89,12 @@ def test_partial_lines_half_done_archs_and_seed_guard(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="seed 1"):
         Journal(path, {"params": 1, "flops": 1}, seed=2).load([a, b])
     stale = Journal(path, {"params": 2, "flops": 1}, seed=1)  # params changed version: rescore
-    stale.load([a, b])
+    assert stale.load([a, b]) == 3  # two params rows of an old version, and the row of c (not in this run)
     assert stale.missing(a) == ("params",) and stale.missing(b) == ("params",)
+    with path.open("a") as fh:  # a population proxy's row: rebuilt by the report, dropped but not stale
+        fh.write(f'{a},az_nas,1.0,0.01,,,"{prov}"\r\n')
+    assert Journal(path, {"flops": 1}, seed=1, derived=frozenset({"az_nas"})).load([a, b]) == 0
+    assert all(row.proxy == "flops" for row in read_rows(path))
 
 
 def test_population_proxy_recomputed_over_the_whole_set(tmp_path: Path, data_dir: Path) -> None:

@@ -12,11 +12,10 @@ import httpx
 import pytest
 from kit import all_scores, free_port, start, stop_all, wait_http, wait_job, zcscore
 
-ARCHS = [  # 3 isomorphism classes (each one costs ~8 s per process on CI's 2 cores)
+ARCHS = [  # 2 isomorphism classes (a trainable class costs ~8 s per process on CI's 2 cores)
     "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|",  # degenerate: sentinels
     "|nor_conv_3x3~0|+|skip_connect~0|none~1|+|avg_pool_3x3~0|nor_conv_1x1~1|skip_connect~2|",
     "|skip_connect~0|+|nor_conv_3x3~0|none~1|+|avg_pool_3x3~0|skip_connect~1|nor_conv_1x1~2|",  # isomorph of the above
-    "|nor_conv_3x3~0|+|nor_conv_1x1~0|avg_pool_3x3~1|+|nor_conv_3x3~0|skip_connect~1|nor_conv_1x1~2|",
 ]
 PROXIES = ["az_nas", "zico", "xi_gsnr", "intrain", "epsinas", "params", "flops"]
 
