@@ -265,17 +265,21 @@ def _run_bench(args: argparse.Namespace, proxies: list[str], archs: list[str]) -
     for arch in remaining:  # archs partly done (e.g. --reuse) score only their missing proxies
         by_missing.setdefault(journal.missing(arch), []).append(arch)
     networks = 0
-    for missing, todo in by_missing.items():
-        networks += score_remaining(
-            todo,
-            list(missing),
-            config,
-            journal.append,
-            args.workers,
-            not args.no_progress,
-            space=args.space,
-            batch=args.batch,
-        )
+    try:
+        for missing, todo in by_missing.items():
+            networks += score_remaining(
+                todo,
+                list(missing),
+                config,
+                journal.append,
+                args.workers,
+                not args.no_progress,
+                space=args.space,
+                batch=args.batch,
+            )
+    except KeyboardInterrupt:  # every finished arch is already in the journal: stop as an incomplete run
+        log.warning("interrupted")
+        networks = len(group_by_class([a for a in remaining if not journal.missing(a)], args.space))
     meta = {
         "command": _command(args),
         "space": args.space,
@@ -287,7 +291,7 @@ def _run_bench(args: argparse.Namespace, proxies: list[str], archs: list[str]) -
         "workers": args.workers,
         "batch": args.batch,
         "resumed_archs": resumed,
-        "scored_archs": len(remaining),
+        "scored_archs": len(remaining) - len(journal.remaining(remaining)),
         "scored_networks": networks,
         "wall_s": round(time.perf_counter() - t0, 3),
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -158,3 +158,25 @@ def test_partial_report_over_the_archs_done_so_far(tmp_path: Path, data_dir: Pat
     assert [line.split(",")[:2] for line in summary[1:]] == [["params", "2"], ["flops", "2"]]
     assert _meta(out)["done_archs"] == 2 and "done_archs" in (out / "report.md").read_text()
     assert main(common) == 0 and len(read_rows(out / "scores.csv")) == 10  # resumes: the 3 others, nothing twice
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_interrupt_with_partial_reports_the_archs_done(tmp_path: Path, data_dir: Path, workers: str) -> None:
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "zcscore.cli", "bench", *ARGS, "--sample", "2000", "--seed", "7"]
+    cmd += ["--workers", workers, "--partial", "--out", str(out)]
+    proc = subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if (out / "scores.csv").exists() and len(_done_archs(out / "scores.csv")) >= 3:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)  # Ctrl-C
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 3, err  # incomplete: re-run to resume
+    meta = _meta(out)
+    done = _done_archs(out / "scores.csv")
+    assert meta["complete"] is False and meta["done_archs"] == meta["scored_archs"] == len(done) >= 3
+    summary = (out / "summary.csv").read_text().splitlines()
+    assert summary[1].split(",")[:2] == ["params", str(len(done))]  # the partial report is over the archs done
+    assert "Traceback" not in err and "partial report" in err
