@@ -389,7 +389,7 @@ def _plots(out: Path, rows: list[Any], archs: list[str], summary: list[dict[str,
 
     acc = accuracies(archs, target_columns(space)["cifar10"], space=space)
     scores = scores_by_proxy(rows)
-    files = [tau_bars(out / "tau_bars.png", summary)]
+    files = [tau_bars(out / "tau_bars.png", summary, space)]
     for s in summary:
         values = [scores[s["proxy"]].get(a, float("nan")) for a in archs]
         stem = re.sub(r"[^A-Za-z0-9_.-]", "_", s["proxy"])  # ensemble:a+b -> ensemble_a_b

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from zcscore.bench.published import primary
-from zcscore.bench.truth import DATASETS
+from zcscore.bench.truth import DATASETS, target_columns
 
 
 def _pyplot() -> Any:
@@ -43,18 +43,20 @@ def scatter(path: Path, proxy: str, scores: Sequence[float], acc: Sequence[float
     return path
 
 
-def tau_bars(path: Path, summary: Sequence[dict[str, Any]]) -> Path:
-    """Grouped bars of Kendall tau per proxy and dataset; black ticks mark the published CIFAR-10 tau."""
+def tau_bars(path: Path, summary: Sequence[dict[str, Any]], space: str = "nb201") -> Path:
+    """Grouped bars of Kendall tau per proxy and dataset of ``space``; black ticks mark the published CIFAR-10 tau."""
     plt = _pyplot()
     names = [r["proxy"] for r in summary]
+    datasets = [d for d in DATASETS if d in target_columns(space)]
     idx = np.arange(len(names))
-    width = 0.8 / len(DATASETS)
+    width = 0.8 / len(datasets)
+    first = -(len(datasets) - 1) / 2 * width  # offset of the CIFAR-10 bar
     fig, ax = plt.subplots(figsize=(max(4.0, 0.9 * len(names) + 2), 3.8), dpi=110)
-    for k, d in enumerate(DATASETS):
+    for k, d in enumerate(datasets):
         vals = [r[f"kendall_{d}"] for r in summary]
-        ax.bar(idx + (k - 1) * width, np.nan_to_num(vals, nan=0.0), width, label=d)
-    pub = [primary(n) for n in names]
-    px = [i - width for i, p in zip(idx, pub) if p is not None and p.kendall[0] is not None]
+        ax.bar(idx + first + k * width, np.nan_to_num(vals, nan=0.0), width, label=d)
+    pub = [primary(n, space) for n in names]
+    px = [i + first for i, p in zip(idx, pub) if p is not None and p.kendall[0] is not None]
     py = [p.kendall[0] for p in pub if p is not None and p.kendall[0] is not None]
     if px:
         ax.scatter(px, py, marker="_", s=300, color="black", zorder=3, label="published C10")

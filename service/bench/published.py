@@ -1,8 +1,9 @@
-"""Published NB201 rank correlations of each proxy, copied by hand from ``/work/shared/papers``.
+"""Published rank correlations of each proxy on NB201 and NB101, copied by hand from ``/work/shared/papers``.
 
-Every entry names its table. ``target`` says which accuracy the paper correlated against (from
-``/work/shared/notes``); ``PAPER_C10_COLUMN`` maps it to the closest ``nb201.csv`` column so the report can
-also show our tau against the paper's own target. ``None`` means the paper does not give the number.
+Every entry names its table and its space (NB101 figures are CIFAR-10 only). ``target`` says which accuracy the
+paper correlated against (from ``/work/shared/notes``); ``PAPER_C10_COLUMN`` maps it to the closest ``nb201.csv``
+column so the report can also show our tau against the paper's own target. ``None`` means the paper does not give
+the number.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ Triple = tuple[float | None, float | None, float | None]  # CIFAR-10, CIFAR-100,
 
 @dataclass(frozen=True)
 class Published:
-    """One paper's figures for one proxy on NB201."""
+    """One paper's figures for one proxy on one space (``nb201`` unless named)."""
 
     proxy: str
     source: str
@@ -23,6 +24,7 @@ class Published:
     target: str
     ms_per_arch: float | None = None
     note: str = ""
+    space: str = "nb201"
 
 
 _NATS = "NATS-tss cifar10 ori-test / C100, IN16 x-test (mean over seeds)"
@@ -32,6 +34,9 @@ _GSNR = "NB201-v1.0 C10 ori-test / C100, IN16 x-test (repo logs)"
 _AZ1 = "AZ-NAS paper, Table 1"
 _ZC = "zero-cost-nas notebook (Abdelfattah et al.)"
 _ZCT = "NB201-v1.0 cifar10-valid ori-test (model trained on the 25k split)"
+_N101_TEST = "NB101 CIFAR-10 test accuracy, 108 epochs, whole space (423k cells)"
+_N101 = "NB101 CIFAR-10 accuracy (split not stated), whole space (423k cells)"
+_N101_EPS = "NB101 CIFAR-10 test accuracy, 108 epochs, whole space, NaN archs omitted"
 
 PUBLISHED: tuple[Published, ...] = (
     Published(
@@ -118,14 +123,41 @@ PUBLISHED: tuple[Published, ...] = (
     # AZ-NAS Table 5: our proxies combined with others by the same non-linear rank aggregation
     Published("ensemble:az_nas+synflow", "AZ-NAS paper, Table 5", (0.776, 0.758, 0.747), (None,) * 3, _NATS, 96.1),
     Published("ensemble:az_nas+zico", "AZ-NAS paper, Table 5", (0.773, 0.757, 0.747), (None,) * 3, _NATS, 415.5),
+    # NAS-Bench-101, CIFAR-10 (AZ-NAS reports none)
+    Published(
+        "intrain", "InTrain paper, Sec. 4.3 / Fig. 2", (0.56, None, None), (0.75, None, None), _N101_TEST, space="nb101"
+    ),
+    Published("zico", "InTrain paper, Sec. 4.3", (0.46, None, None), (None,) * 3, _N101_TEST, space="nb101"),
+    Published("zico", "epsinas paper, Table 4", (0.46, None, None), (0.63, None, None), _N101_TEST, space="nb101"),
+    Published("xi_gsnr", "xi-GSNR paper, Table 2", (0.434, None, None), (0.615, None, None), _N101, space="nb101"),
+    Published("epsinas", "epsinas paper, Table 4", (0.44, None, None), (0.62, None, None), _N101_EPS, space="nb101"),
+    Published("params", "xi-GSNR paper, Table 2", (0.298, None, None), (0.423, None, None), _N101, space="nb101"),
+    Published("params", "InTrain paper, Sec. 4.3", (0.43, None, None), (None,) * 3, _N101_TEST, space="nb101"),
+    Published("params", "epsinas paper, Table 4", (0.31, None, None), (0.43, None, None), _N101_TEST, space="nb101"),
+    Published("flops", "xi-GSNR paper, Table 2", (0.297, None, None), (0.422, None, None), _N101, space="nb101"),
+    Published("flops", "InTrain paper, Sec. 4.3", (0.44, None, None), (None,) * 3, _N101_TEST, space="nb101"),
+    Published("zen", "InTrain paper, Sec. 4.3", (0.31, None, None), (None,) * 3, _N101_TEST, space="nb101"),
+    Published("synflow", "epsinas paper, Table 4", (0.25, None, None), (0.37, None, None), _N101_TEST, space="nb101"),
+    Published("grasp", "epsinas paper, Table 4", (0.31, None, None), (0.45, None, None), _N101_TEST, space="nb101"),
+    Published(
+        "grad_norm", "epsinas paper, Table 4", (-0.14, None, None), (-0.20, None, None), _N101_TEST, space="nb101"
+    ),
+    Published("snip", "epsinas paper, Table 4", (-0.11, None, None), (-0.16, None, None), _N101_TEST, space="nb101"),
+    Published("fisher", "epsinas paper, Table 4", (-0.18, None, None), (-0.26, None, None), _N101_TEST, space="nb101"),
+    Published("naswot", "xi-GSNR paper, Table 2", (0.220, None, None), (0.327, None, None), _N101, space="nb101"),
+    Published("tenas", "xi-GSNR paper, Table 2", (0.056, None, None), (0.084, None, None), _N101, space="nb101"),
 )
 
-# The proxy's own paper (or, for ZiCo, which has no NB201 driver, the AZ-NAS re-run of its NB201 port).
-PRIMARY_SOURCE: dict[str, str] = {
-    "az_nas": "AZ-NAS paper, Table 1",
-    "zico": "AZ-NAS paper, Table 1 (official code re-run)",
-    "params": "AZ-NAS paper, Table 1",
-    "flops": "AZ-NAS paper, Table 1",
+# Per space, the proxy's own paper (on NB201 for ZiCo, which has no NB201 driver, the AZ-NAS re-run of its NB201
+# port; on NB101 for ZiCo and the size baselines, the table that gives both tau and rho). Otherwise the first entry.
+PRIMARY_SOURCE: dict[str, dict[str, str]] = {
+    "nb201": {
+        "az_nas": "AZ-NAS paper, Table 1",
+        "zico": "AZ-NAS paper, Table 1 (official code re-run)",
+        "params": "AZ-NAS paper, Table 1",
+        "flops": "AZ-NAS paper, Table 1",
+    },
+    "nb101": {"zico": "epsinas paper, Table 4"},
 }
 
 # The nb201.csv column closest to each paper's CIFAR-10 target, with how exact the match is.
@@ -147,10 +179,15 @@ PAPER_C10_COLUMN: dict[str, tuple[str, str]] = {
 }
 
 
-def primary(proxy: str) -> Published | None:
-    """The headline published entry of ``proxy`` (its own paper first), or ``None``."""
-    entries = [p for p in PUBLISHED if p.proxy == proxy]
+def published_for(space: str = "nb201") -> list[Published]:
+    """Every published entry we track for ``space``."""
+    return [p for p in PUBLISHED if p.space == space]
+
+
+def primary(proxy: str, space: str = "nb201") -> Published | None:
+    """The headline published entry of ``proxy`` on ``space`` (its own paper first), or ``None``."""
+    entries = [p for p in published_for(space) if p.proxy == proxy]
     if not entries:
         return None
-    wanted = PRIMARY_SOURCE.get(proxy)
+    wanted = PRIMARY_SOURCE.get(space, {}).get(proxy)
     return next((p for p in entries if p.source == wanted), entries[0])

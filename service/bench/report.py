@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from zcscore.bench.metrics import EXCLUDE, NAN_POLICY
-from zcscore.bench.published import PAPER_C10_COLUMN, PUBLISHED, primary
+from zcscore.bench.published import PAPER_C10_COLUMN, primary, published_for
 from zcscore.bench.summary import fmt
-from zcscore.bench.truth import DATASETS, TARGET_COLUMNS
+from zcscore.bench.truth import DATASETS, TARGET_COLUMNS, target_columns
 
 SPEED_COLUMNS = ("proxy", "ms_per_arch", "floor_ms_per_arch", "ratio")
 
@@ -44,17 +44,18 @@ def _run_lines(meta: dict[str, Any]) -> list[str]:
     return [f"- {k}: `{meta[k]}`" for k in keys if k in meta] + [""]
 
 
-def correlation_table(summary: Sequence[dict[str, Any]], published: bool = True) -> list[str]:
-    """Markdown table: our tau/rho per dataset next to the proxy's headline published (NB201) figure."""
+def correlation_table(summary: Sequence[dict[str, Any]], space: str = "nb201") -> list[str]:
+    """Markdown table: our tau/rho per dataset of ``space`` next to the proxy's headline published figure there."""
+    datasets = [(i, d) for i, d in enumerate(DATASETS) if d in target_columns(space)]
     head = ["proxy", "n"]
-    for d in DATASETS:
+    for _, d in datasets:
         head += [f"τ {d}", "paper τ", f"ρ {d}", "paper ρ"]
     head += ["median ms/arch", "p90 ms/arch", "NaN", "−inf", "paper source"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in summary:
-        pub = primary(row["proxy"]) if published else None
+        pub = primary(row["proxy"], space)
         cells = [row["proxy"], str(row["n"])]
-        for i, d in enumerate(DATASETS):
+        for i, d in datasets:
             cells += [
                 fmt(row[f"kendall_{d}"], 3),
                 _pub(pub.kendall[i] if pub else None),
@@ -72,15 +73,17 @@ def correlation_table(summary: Sequence[dict[str, Any]], published: bool = True)
     return lines
 
 
-def published_table() -> list[str]:
-    """Markdown table of every published figure we track."""
+def published_table(space: str = "nb201") -> list[str]:
+    """Markdown table of every published figure we track for ``space`` (its datasets only)."""
+    keep = [i for i, d in enumerate(DATASETS) if d in target_columns(space)]
+    names = " / ".join(("C10", "C100", "IN16")[i] for i in keep)
     lines = [
-        "| proxy | source | τ C10 / C100 / IN16 | ρ C10 / C100 / IN16 | target | ms/arch | note |",
+        f"| proxy | source | τ {names} | ρ {names} | target | ms/arch | note |",
         "|---|---|---|---|---|---|---|",
     ]
-    for p in PUBLISHED:
-        tau = " / ".join(_pub(v) for v in p.kendall)
-        rho = " / ".join(_pub(v) for v in p.spearman)
+    for p in published_for(space):
+        tau = " / ".join(_pub(p.kendall[i]) for i in keep)
+        rho = " / ".join(_pub(p.spearman[i]) for i in keep)
         ms = "-" if p.ms_per_arch is None else f"{p.ms_per_arch:g}"
         lines.append(f"| {p.proxy} | {p.source} | {tau} | {rho} | {p.target} | {ms} | {p.note} |")
     return lines
@@ -106,6 +109,7 @@ def write_report(
     meta_file = out / "run.json"
     meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
     excluded = ", ".join(p for p, v in NAN_POLICY.items() if v == EXCLUDE)
+    space = meta.get("space", "nb201")
     lines = ["# zcscore bench report", "", *_run_lines(meta)]
     if summary:
         lines += [
@@ -114,7 +118,7 @@ def write_report(
             (
                 f"Ground truth: `nb201.csv` columns {', '.join(f'`{TARGET_COLUMNS[d]}`' for d in DATASETS)} "
                 "(NATS-tss, 200 epochs, mean over seeds; the AZ-NAS target). τ is Kendall tau-b, ρ Spearman."
-                if meta.get("space", "nb201") == "nb201"
+                if space == "nb201"
                 else "Ground truth: `nb101_sample.csv` column `naslib_val_accuracy` (NB101 CIFAR-10 validation "
                 "accuracy at 108 epochs, as NAS-Bench-Suite-Zero uses it), in the C10 columns; NB101 has no "
                 "C100/IN16. τ is Kendall tau-b, ρ Spearman."
@@ -123,10 +127,15 @@ def write_report(
             f"except {excluded}, whose NaN archs are excluded as its paper does (`n` = archs used, `NaN` = "
             "archs dropped). Times are per arch from the engine (shared passes split between the proxies "
             "that read them); population proxies report the sum of their components.",
-            "Published figures are over all 15,625 archs (AZ-NAS: 3000-arch samples for accuracy only); "
-            "ours over this run's archs.",
+            (
+                "Published figures are over all 15,625 archs (AZ-NAS: 3000-arch samples for accuracy only); "
+                "ours over this run's archs."
+                if space == "nb201"
+                else "Published figures are over the whole NB101 space (423k cells) against its test accuracy; "
+                "ours over this run's archs against the sample's validation accuracy."
+            ),
             "",
-            *correlation_table(summary, published=meta.get("space", "nb201") == "nb201"),
+            *correlation_table(summary, space),
             "",
         ]
     if errors:
@@ -158,7 +167,7 @@ def write_report(
         ]
         lines += ["| " + " | ".join(r.get(c, "") for c in SPEED_COLUMNS) + " |" for r in speed]
         lines.append("")
-    lines += ["## Published figures", "", *published_table(), ""]
+    lines += ["## Published figures", "", *published_table(space), ""]
     if plots:
         lines += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots] + [""]
     path = out / "report.md"

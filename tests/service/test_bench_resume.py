@@ -128,7 +128,11 @@ def test_bench_scores_nb101_archs_against_the_sample_validation_accuracy(tmp_pat
     got = next(line for line in summary if line.startswith("params,")).split(",")
     assert got[1] == "6" and float(got[2]) == pytest.approx(tau, abs=1e-6)
     assert got[4] == "nan"  # NB101 has no CIFAR-100 target
-    assert "nb101_sample.csv" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "nb101_sample.csv" in report and "τ cifar100" not in report
+    # the papers' NB101 figures (xi-GSNR Table 2: params 0.298 / 0.423), none of the NB201 ones (AZ-NAS 0.578)
+    assert "| params | 6 |" in report and "| 0.298 |" in report and "| 0.423 |" in report
+    assert "0.434" in report and "0.56" in report and "0.578" not in report
 
 
 def test_reuse_takes_earlier_rows_and_scores_only_the_missing_proxies(tmp_path: Path, data_dir: Path) -> None:
