@@ -410,7 +410,11 @@ def test_timm_missing_is_a_space_error(monkeypatch):
 
 
 def test_timm_space():
-    pytest.importorskip("timm")
+    pytest.importorskip(
+        "timm",
+        reason="timm needs torchvision, and no torchvision wheel imports beside torch 2.13.0+cpu (CI's torch); "
+        "runs where `pip install timm` gives a matching torch/torchvision pair",
+    )
     from zcscore.spaces.timm_space import TimmSpace
 
     space = TimmSpace()
@@ -422,3 +426,14 @@ def test_timm_space():
     assert err.value.field == "arch" and "resnet18" in str(err.value)
     net = space.build(space.parse("resnet10t"), num_classes=3)
     assert net(torch.randn(2, 3, 32, 32)).shape == (2, 3)
+    # scored through the Python API, by name and as a module, with the hook-based feature defaults
+    by_name = {r.proxy: r for r in zcscore.score(["resnet10t@32"], ["params", "az_nas", "intrain"], space="timm")}
+    assert set(by_name) == {"params", "az_nas", "intrain"}
+    _finite(by_name.values())
+    import timm
+
+    model = timm.create_model("resnet10t", num_classes=10)
+    assert by_name["params"].score == pytest.approx(sum(p.numel() for p in model.parameters()) / 1e6)
+    as_module = zcscore.score_module(model, ["params", "zico"])
+    assert as_module[0].score == by_name["params"].score
+    _finite(as_module)
