@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from zcscore.bench.published import primary
-from zcscore.bench.truth import DATASETS, target_columns
+from zcscore.bench.truth import dataset_indices
 
 
 def _pyplot() -> Any:
@@ -47,7 +47,7 @@ def tau_bars(path: Path, summary: Sequence[dict[str, Any]], space: str = "nb201"
     """Grouped bars of Kendall tau per proxy and dataset of ``space``; black ticks mark the published CIFAR-10 tau."""
     plt = _pyplot()
     names = [r["proxy"] for r in summary]
-    datasets = [d for d in DATASETS if d in target_columns(space)]
+    datasets = [d for _, d in dataset_indices(space)]
     idx = np.arange(len(names))
     width = 0.8 / len(datasets)
     first = -(len(datasets) - 1) / 2 * width  # offset of the CIFAR-10 bar

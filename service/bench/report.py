@@ -11,7 +11,7 @@ from typing import Any
 from zcscore.bench.metrics import EXCLUDE, NAN_POLICY
 from zcscore.bench.published import PAPER_C10_COLUMN, primary, published_for
 from zcscore.bench.summary import fmt
-from zcscore.bench.truth import DATASETS, TARGET_COLUMNS, target_columns
+from zcscore.bench.truth import DATASETS, TARGET_COLUMNS, dataset_indices
 
 SPEED_COLUMNS = ("proxy", "ms_per_arch", "floor_ms_per_arch", "ratio")
 
@@ -46,7 +46,7 @@ def _run_lines(meta: dict[str, Any]) -> list[str]:
 
 def correlation_table(summary: Sequence[dict[str, Any]], space: str = "nb201") -> list[str]:
     """Markdown table: our tau/rho per dataset of ``space`` next to the proxy's headline published figure there."""
-    datasets = [(i, d) for i, d in enumerate(DATASETS) if d in target_columns(space)]
+    datasets = dataset_indices(space)
     head = ["proxy", "n"]
     for _, d in datasets:
         head += [f"τ {d}", "paper τ", f"ρ {d}", "paper ρ"]
@@ -75,7 +75,7 @@ def correlation_table(summary: Sequence[dict[str, Any]], space: str = "nb201") -
 
 def published_table(space: str = "nb201") -> list[str]:
     """Markdown table of every published figure we track for ``space`` (its datasets only)."""
-    keep = [i for i, d in enumerate(DATASETS) if d in target_columns(space)]
+    keep = [i for i, _ in dataset_indices(space)]
     names = " / ".join(("C10", "C100", "IN16")[i] for i in keep)
     lines = [
         f"| proxy | source | τ {names} | ρ {names} | target | ms/arch | note |",

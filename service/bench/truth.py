@@ -27,6 +27,11 @@ def target_columns(space: str = "nb201") -> dict[str, str]:
     return SPACE_TARGETS.get(space, {})
 
 
+def dataset_indices(space: str = "nb201") -> list[tuple[int, str]]:
+    """``(index in DATASETS, dataset)`` of the datasets ``space`` has a ground-truth column for."""
+    return [(i, d) for i, d in enumerate(DATASETS) if d in target_columns(space)]
+
+
 def nb201_csv(data_dir: Path | None = None) -> Path:
     """Path of ``nb201.csv`` (settings' data dir unless given)."""
     if data_dir is None:
