@@ -332,9 +332,25 @@ def _row_order(proxies: list[str]) -> list[str]:
     return list(order)
 
 
+def _with_legs(out: Path, meta: dict[str, Any]) -> dict[str, Any]:
+    """``meta`` plus ``legs`` (one per invocation that scored archs into ``out``) and their summed ``wall_s_total``.
+
+    A resumed run keeps the record of the earlier legs, and a re-run with nothing left adds no leg.
+    """
+    meta_file = out / "run.json"
+    previous: dict[str, Any] = json.loads(meta_file.read_text()) if meta_file.exists() else {}
+    legs: list[dict[str, Any]] = list(previous.get("legs", []))
+    if not legs and previous.get("scored_archs"):  # a run.json written before legs were recorded
+        legs = [{k: previous[k] for k in ("scored_archs", "wall_s", "finished_at") if k in previous}]
+    if meta["scored_archs"]:
+        legs.append({k: meta[k] for k in ("scored_archs", "wall_s", "finished_at")})
+    return {**meta, "legs": legs, "wall_s_total": round(sum(leg.get("wall_s", 0.0) for leg in legs), 3)}
+
+
 def _write_meta(out: Path, meta: dict[str, Any]) -> None:
     from zcscore.bench.scorefile import read_rows
 
+    meta = _with_legs(out, meta)
     rows = read_rows(out / "scores.csv")
     if rows:
         prov = rows[0].provenance

@@ -32,6 +32,7 @@ _EPS = "NB201-v1.1 cifar10 ori-test / C100, IN16 x-test (mean over seeds), NaN a
 _UNSTATED = "not stated (text: 'final validation accuracy')"
 _GSNR = "NB201-v1.0 C10 ori-test / C100, IN16 x-test (repo logs)"
 _AZ1 = "AZ-NAS paper, Table 1"
+_IT1 = "InTrain paper, Table 1"
 _ZC = "zero-cost-nas notebook (Abdelfattah et al.)"
 _ZCT = "NB201-v1.0 cifar10-valid ori-test (model trained on the 25k split)"
 _N101_TEST = "NB101 CIFAR-10 test accuracy, 108 epochs, whole space (423k cells)"
@@ -113,6 +114,17 @@ PUBLISHED: tuple[Published, ...] = (
     Published("naswot", _AZ1, (0.557, 0.579, 0.573), (0.743, 0.769, 0.760), _NATS, 36.9, "GPU runtime"),
     Published("tenas", _AZ1, (0.536, 0.535, 0.492), (0.731, 0.728, 0.680), _NATS, 1311.8, "GPU runtime"),
     Published("zen", _AZ1, (0.296, 0.283, 0.303), (0.385, 0.361, 0.409), _NATS, 19.9, "GPU runtime"),
+    # the baselines of InTrain Table 1 (its own runs; target 'final validation accuracy', not stated further)
+    Published("grad_norm", _IT1, (0.328, 0.341, 0.310), (0.438, 0.451, 0.418), _UNSTATED),
+    Published("snip", _IT1, (0.431, 0.440, 0.389), (0.591, 0.597, 0.521), _UNSTATED),
+    Published("grasp", _IT1, (0.352, 0.349, 0.359), (0.505, 0.498, 0.502), _UNSTATED),
+    Published("fisher", _IT1, (0.400, 0.410, 0.370), (0.550, 0.550, 0.500), _UNSTATED),
+    Published("synflow", _IT1, (0.561, 0.553, 0.531), (0.758, 0.750, 0.719), _UNSTATED),
+    Published("tenas", _IT1, (0.536, 0.537, 0.523), (0.722, 0.723, 0.709), _UNSTATED),
+    Published("jacov", _IT1, (0.616, 0.639, 0.602), (0.800, 0.820, 0.779), _UNSTATED),
+    Published("naswot", _IT1, (0.571, 0.607, 0.605), (0.762, 0.799, 0.794), _UNSTATED),
+    Published("zen", _IT1, (0.102, 0.079, 0.091), (0.103, 0.072, 0.109), _UNSTATED),
+    Published("vkdnw", _IT1, (0.618, 0.634, 0.622), (0.815, 0.829, 0.814), _UNSTATED, note="VKDNW_single"),
     # zero-cost-nas notebook nasbench201_correlations.ipynb: abs(Spearman) only (notes section 2.1)
     Published("grad_norm", _ZC, (None,) * 3, (0.594, None, None), _ZCT, None, "abs(spearmanr)"),
     Published("snip", _ZC, (None,) * 3, (0.596, None, None), _ZCT, None, "abs(spearmanr)"),
@@ -149,13 +161,16 @@ PUBLISHED: tuple[Published, ...] = (
 )
 
 # Per space, the proxy's own paper (on NB201 for ZiCo, which has no NB201 driver, the AZ-NAS re-run of its NB201
-# port; on NB101 for ZiCo and the size baselines, the table that gives both tau and rho). Otherwise the first entry.
+# port; for fisher and jacov, whose own notebook gives |rho| only, and on NB101 for ZiCo and the size baselines, the
+# table that gives both tau and rho). Otherwise the first entry.
 PRIMARY_SOURCE: dict[str, dict[str, str]] = {
     "nb201": {
         "az_nas": "AZ-NAS paper, Table 1",
         "zico": "AZ-NAS paper, Table 1 (official code re-run)",
         "params": "AZ-NAS paper, Table 1",
         "flops": "AZ-NAS paper, Table 1",
+        "fisher": _IT1,
+        "jacov": _IT1,
     },
     "nb101": {"zico": "epsinas paper, Table 4"},
 }

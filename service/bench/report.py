@@ -38,6 +38,7 @@ def _run_lines(meta: dict[str, Any]) -> list[str]:
         "resumed_archs",
         "scored_archs",
         "wall_s",
+        "wall_s_total",
         "torch",
         "finished_at",
     )

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from zcscore.bench.compare import agreement, compare_files
+from zcscore.bench.published import primary
 from zcscore.bench.scorefile import read_rows
 from zcscore.bench.summary import SUMMARY_COLUMNS
 from zcscore.cli import main
@@ -122,3 +123,12 @@ def test_bad_arguments_exit_2(tmp_path: Path, data_dir: Path) -> None:
     assert main(["bench", "--proxies", "params", "--out", str(tmp_path)]) == 2  # no arch source
     assert main(["bench", "--proxies", "nope", "--sample", "3", "--out", str(tmp_path)]) == 2
     assert main(["bench", "--proxies", "params", "--sample", "0", "--out", str(tmp_path)]) == 2
+
+
+def test_every_nb201_baseline_has_a_published_tau() -> None:
+    """The report's headline figure of each NB201 baseline carries a CIFAR-10 tau (fisher/jacov: InTrain Table 1)."""
+    for name in ("grad_norm", "snip", "grasp", "fisher", "synflow", "jacov", "naswot", "zen", "tenas", "vkdnw"):
+        entry = primary(name)
+        assert entry is not None and entry.kendall[0] is not None, name
+    fisher = primary("fisher")
+    assert fisher is not None and fisher.source == "InTrain paper, Table 1"

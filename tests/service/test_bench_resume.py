@@ -70,8 +70,12 @@ def test_limit_then_resume_in_process(tmp_path: Path, data_dir: Path) -> None:
     final = _done_archs(out / "scores.csv")
     assert len(final) == 10
     assert all(sorted(final[a]) == sorted(f) for a, f in first.items())
-    assert main(base) == 0  # nothing left: re-running is free
-    assert (_meta(out)["resumed_archs"], _meta(out)["scored_archs"]) == (10, 0)
+    assert [leg["scored_archs"] for leg in meta["legs"]] == [4, 6]
+    assert main(base) == 0  # nothing left: re-running is free, and the record of the scoring legs stays
+    again = _meta(out)
+    assert (again["resumed_archs"], again["scored_archs"]) == (10, 0)
+    assert again["legs"] == meta["legs"]
+    assert again["wall_s_total"] == pytest.approx(sum(leg["wall_s"] for leg in meta["legs"]))
 
 
 def test_partial_lines_half_done_archs_and_seed_guard(tmp_path: Path) -> None:
