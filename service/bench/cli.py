@@ -11,10 +11,13 @@ import argparse
 import json
 import logging
 import re
+import signal
 import sys
+import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 log = logging.getLogger("zcscore.bench")
@@ -265,59 +268,97 @@ def _run_bench(args: argparse.Namespace, proxies: list[str], archs: list[str]) -
     for arch in remaining:  # archs partly done (e.g. --reuse) score only their missing proxies
         by_missing.setdefault(journal.missing(arch), []).append(arch)
     networks = 0
-    try:
-        for missing, todo in by_missing.items():
-            networks += score_remaining(
-                todo,
-                list(missing),
-                config,
-                journal.append,
-                args.workers,
-                not args.no_progress,
-                space=args.space,
-                batch=args.batch,
-            )
-    except KeyboardInterrupt:  # every finished arch is already in the journal: stop as an incomplete run
-        log.warning("interrupted")
-        networks = len(group_by_class([a for a in remaining if not journal.missing(a)], args.space))
-    meta = {
-        "command": _command(args),
-        "space": args.space,
-        "archs": len(dict.fromkeys(archs)),
-        "proxies": proxies,
-        "score_seed": args.score_seed,
-        "device": args.device,
-        "threads": args.threads,
-        "workers": args.workers,
-        "batch": args.batch,
-        "resumed_archs": resumed,
-        "scored_archs": len(remaining) - len(journal.remaining(remaining)),
-        "scored_networks": networks,
-        "wall_s": round(time.perf_counter() - t0, 3),
-        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-    left = journal.remaining(archs)
-    if left:
-        done = [a for a in dict.fromkeys(archs) if not journal.missing(a)]
-        _write_meta(args.out, {**meta, "complete": False, "done_archs": len(done)})
-        log.warning("bench stopped with %d archs left; re-run the same command to resume", len(left))
-        if args.partial and done:
-            population = [
-                r for p in proxies if get_spec(p).population for r in population_records(get_spec(p), done, journal)
-            ]
-            journal.finalize(done + left, population, _row_order(proxies))
-            render(args.out, plots=not args.no_plots, partial=True)
-            log.info("wrote a partial report over %d archs: %s/report.md", len(done), args.out)
-        return EXIT_INCOMPLETE
-    distinct = list(dict.fromkeys(archs))
-    population = [
-        r for p in proxies if get_spec(p).population for r in population_records(get_spec(p), distinct, journal)
-    ]
-    journal.finalize(archs, population, _row_order(proxies))
-    _write_meta(args.out, {**meta, "complete": True})
-    render(args.out, plots=not args.no_plots)
-    log.info("wrote %s/{scores.csv,summary.csv,report.md}", args.out)
-    return 0
+    with GracefulStop() as stop:
+        try:
+            for missing, todo in by_missing.items():
+                networks += score_remaining(
+                    todo,
+                    list(missing),
+                    config,
+                    journal.append,
+                    args.workers,
+                    not args.no_progress,
+                    space=args.space,
+                    batch=args.batch,
+                )
+        except KeyboardInterrupt:  # every finished arch is already in the journal: stop as an incomplete run
+            log.warning("interrupted")
+            networks = len(group_by_class([a for a in remaining if not journal.missing(a)], args.space))
+        stop.defer()  # from here on a signal waits until the scores and the report are written
+        meta = {
+            "command": _command(args),
+            "space": args.space,
+            "archs": len(dict.fromkeys(archs)),
+            "proxies": proxies,
+            "score_seed": args.score_seed,
+            "device": args.device,
+            "threads": args.threads,
+            "workers": args.workers,
+            "batch": args.batch,
+            "resumed_archs": resumed,
+            "scored_archs": len(remaining) - len(journal.remaining(remaining)),
+            "scored_networks": networks,
+            "wall_s": round(time.perf_counter() - t0, 3),
+            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        left = journal.remaining(archs)
+        if left:
+            done = [a for a in dict.fromkeys(archs) if not journal.missing(a)]
+            _write_meta(args.out, {**meta, "complete": False, "done_archs": len(done)})
+            log.warning("bench stopped with %d archs left; re-run the same command to resume", len(left))
+            if args.partial and done:
+                population = [
+                    r for p in proxies if get_spec(p).population for r in population_records(get_spec(p), done, journal)
+                ]
+                journal.finalize(done + left, population, _row_order(proxies))
+                render(args.out, plots=not args.no_plots, partial=True)
+                log.info("wrote a partial report over %d archs: %s/report.md", len(done), args.out)
+            return EXIT_INCOMPLETE
+        distinct = list(dict.fromkeys(archs))
+        population = [
+            r for p in proxies if get_spec(p).population for r in population_records(get_spec(p), distinct, journal)
+        ]
+        journal.finalize(archs, population, _row_order(proxies))
+        _write_meta(args.out, {**meta, "complete": True})
+        render(args.out, plots=not args.no_plots)
+        log.info("wrote %s/{scores.csv,summary.csv,report.md}", args.out)
+        return 0
+
+
+class GracefulStop:
+    """Signals during a bench: SIGINT or SIGTERM (e.g. from ``timeout``) stops the scoring as Ctrl-C does.
+
+    From that first signal on, and once scoring has ended, further signals are logged and ignored until the
+    run record and the (partial) report are written; SIGQUIT still kills. No-op outside the main thread.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __enter__(self) -> GracefulStop:
+        self._active = threading.current_thread() is threading.main_thread()
+        self._old = {s: signal.getsignal(s) for s in self.SIGNALS} if self._active else {}
+        self._install(self._stop)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+
+    def defer(self) -> None:
+        """Log and ignore further signals (the scores and the report are being written)."""
+        self._install(self._wait)
+
+    def _install(self, handler: Any) -> None:
+        if self._active:
+            for sig in self.SIGNALS:
+                signal.signal(sig, handler)
+
+    def _stop(self, signum: int, frame: FrameType | None) -> None:
+        self.defer()
+        raise KeyboardInterrupt
+
+    def _wait(self, signum: int, frame: FrameType | None) -> None:
+        log.warning("%s: finishing the run record and report first (SIGQUIT kills)", signal.Signals(signum).name)
 
 
 def _row_order(proxies: list[str]) -> list[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import queue as queue_mod
+import signal
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -122,7 +123,11 @@ def _score_in_workers(
 
 
 def _worker(archs: list[str], direct: list[str], config: dict[str, Any], out: Any, space: str, batch: int = 1) -> None:
-    """Worker process body: score ``archs``, stream each class's records, then ``None``."""
+    """Worker process body: score ``archs``, stream each class's records, then ``None``.
+
+    Ctrl-C reaches the whole process group: the worker leaves it to the parent, which stops the workers.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         from zcscore.engine import Engine, ScoreConfig
 

@@ -24,19 +24,25 @@ def run(args: argparse.Namespace) -> int:
         sys.stderr.write(f"zcscore proxies: {str(exc).strip(chr(34) + chr(39))}\n")
         return 2
     out = sys.stdout
+    specs = list_specs()
+    passes = {s.name: ",".join(sorted(p.value for p in s.passes)) for s in specs}
+    name_w = max(len("proxy"), *(len(s.name) for s in specs)) + 2
+    passes_w = max(len("passes"), *(len(v) for v in passes.values())) + 2
+    lead = name_w + 5 + 11 + 6 + passes_w  # where the support column starts
     extra = f"{'on ' + space.name:<10}" if space else ""
-    out.write(f"{'proxy':<18}{'ver':<5}{'input':<11}{'grad':<6}{'passes':<20}{extra}description\n")
-    for s in list_specs():
-        passes = ",".join(sorted(p.value for p in s.passes))
+    out.write(f"{'proxy':<{name_w}}{'ver':<5}{'input':<11}{'grad':<6}{'passes':<{passes_w}}{extra}description\n")
+    for s in specs:
         kind = "population" if s.population else s.input.value
         support = ""
+        why = None
         if space is not None:
             why = next((w for part in expand([s.name]) if (w := space.unsupported(part.name))), None)
             support = f"{'yes' if why is None else 'no':<10}"
-        line = f"{s.name:<18}{s.version:<5}{kind:<11}{'yes' if s.needs_grad else 'no':<6}{passes:<20}{support}"
+        grad = "yes" if s.needs_grad else "no"
+        line = f"{s.name:<{name_w}}{s.version:<5}{kind:<11}{grad:<6}{passes[s.name]:<{passes_w}}{support}"
         out.write(f"{line}{s.description}\n")
-        if space is not None and why is not None:
-            out.write(f"{'':<60}not on {space.name}: {why}\n")
+        if why is not None:
+            out.write(f"{'':<{lead + 10}}not on {space.name if space else ''}: {why}\n")
     from zcscore.proxies.ensembles import PUBLISHED
 
     out.write("\nensembles: any 'ensemble:a+b[+c...]' (sum of log(rank/m) over a population); published ones:\n")

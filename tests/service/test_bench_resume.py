@@ -58,6 +58,30 @@ def test_kill_then_rerun_scores_only_the_rest(tmp_path: Path, data_dir: Path) ->
         assert sorted(after[arch]) == sorted(fields)
 
 
+def test_sigterm_then_more_signals_still_write_the_partial_report(tmp_path: Path, data_dir: Path) -> None:
+    """SIGTERM (as ``timeout`` sends it) stops the bench like Ctrl-C; signals after it wait for the partial report."""
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "zcscore.cli", "bench", *ARGS, "--sample", "300", "--seed", "3", "--workers", "2"]
+    cmd += ["--partial", "--out", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if (out / "scores.csv").exists() and len(_done_archs(out / "scores.csv")) >= 3:
+            break
+        time.sleep(0.02)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGINT, signal.SIGTERM):
+        proc.send_signal(sig)
+        time.sleep(0.05)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 3, stderr  # EXIT_INCOMPLETE, not killed by a signal
+    assert "Traceback" not in stderr and "interrupted" in stderr
+    meta = _meta(out)
+    assert meta["complete"] is False and 3 <= meta["done_archs"] < 300
+    assert "complete: `False`" in (out / "report.md").read_text()
+    assert len(_done_archs(out / "scores.csv")) == meta["done_archs"]
+
+
 def test_limit_then_resume_in_process(tmp_path: Path, data_dir: Path) -> None:
     out = tmp_path / "run"
     base = ["bench", *ARGS, "--sample", "10", "--seed", "1", "--out", str(out)]

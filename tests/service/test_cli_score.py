@@ -42,6 +42,19 @@ def test_proxies_lists_catalogue():
         assert name in proc.stdout
 
 
+def test_proxies_columns_line_up_on_a_space():
+    """With --space, every proxy line has the same columns: the longest pass list still leaves a gap before yes/no."""
+    proc = zcscore("proxies", "--space", "mbv2")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.split("\n\n")[0].splitlines()
+    start = lines[0].index("on mbv2")
+    rows = [line for line in lines[1:] if not line.startswith(" ")]
+    assert all(row[start - 1] == " " and row[start:].split()[0] in ("yes", "no") for row in rows)
+    assert any(row.startswith("vkdnw_agg ") and row[start:].startswith("no ") for row in rows)
+    reasons = [line for line in lines[1:] if line.startswith(" ")]
+    assert reasons and all(line[:start].strip() == "" and "not on mbv2: " in line for line in reasons)
+
+
 def test_score_formatting():
     assert format_score(float("nan")) == "nan"
     assert format_score(float("-inf")) == "-inf"
