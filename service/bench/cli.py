@@ -239,7 +239,7 @@ def _run_floors(args: argparse.Namespace, proxies: list[str], archs: list[str]) 
 
 def _run_bench(args: argparse.Namespace, proxies: list[str], archs: list[str]) -> int:
     from zcscore.bench.runner import direct_names, group_by_class, score_remaining
-    from zcscore.bench.scorefile import Journal, SeedMismatch, population_records
+    from zcscore.bench.scorefile import Journal, SeedMismatch
     from zcscore.proxies.catalog import get_spec
 
     direct = direct_names(proxies)
@@ -307,18 +307,11 @@ def _run_bench(args: argparse.Namespace, proxies: list[str], archs: list[str]) -
             _write_meta(args.out, {**meta, "complete": False, "done_archs": len(done)})
             log.warning("bench stopped with %d archs left; re-run the same command to resume", len(left))
             if args.partial and done:
-                population = [
-                    r for p in proxies if get_spec(p).population for r in population_records(get_spec(p), done, journal)
-                ]
-                journal.finalize(done + left, population, _row_order(proxies))
+                journal.finalize(done + left, _population(proxies, done, journal), _row_order(proxies))
                 render(args.out, plots=not args.no_plots, partial=True)
                 log.info("wrote a partial report over %d archs: %s/report.md", len(done), args.out)
             return EXIT_INCOMPLETE
-        distinct = list(dict.fromkeys(archs))
-        population = [
-            r for p in proxies if get_spec(p).population for r in population_records(get_spec(p), distinct, journal)
-        ]
-        journal.finalize(archs, population, _row_order(proxies))
+        journal.finalize(archs, _population(proxies, list(dict.fromkeys(archs)), journal), _row_order(proxies))
         _write_meta(args.out, {**meta, "complete": True})
         render(args.out, plots=not args.no_plots)
         log.info("wrote %s/{scores.csv,summary.csv,report.md}", args.out)
@@ -359,6 +352,14 @@ class GracefulStop:
 
     def _wait(self, signum: int, frame: FrameType | None) -> None:
         log.warning("%s: finishing the run record and report first (SIGQUIT kills)", signal.Signals(signum).name)
+
+
+def _population(proxies: list[str], archs: list[str], journal: Any) -> list[Any]:
+    """Records of the population proxies among ``proxies`` over the distinct ``archs``, from the journal's rows."""
+    from zcscore.bench.scorefile import population_records
+    from zcscore.proxies.catalog import get_spec
+
+    return [r for p in proxies if get_spec(p).population for r in population_records(get_spec(p), archs, journal)]
 
 
 def _row_order(proxies: list[str]) -> list[str]:

@@ -41,8 +41,8 @@ def run(args: argparse.Namespace) -> int:
         grad = "yes" if s.needs_grad else "no"
         line = f"{s.name:<{name_w}}{s.version:<5}{kind:<11}{grad:<6}{passes[s.name]:<{passes_w}}{support}"
         out.write(f"{line}{s.description}\n")
-        if why is not None:
-            out.write(f"{'':<{lead + 10}}not on {space.name if space else ''}: {why}\n")
+        if space is not None and why is not None:
+            out.write(f"{'':<{lead + 10}}not on {space.name}: {why}\n")
     from zcscore.proxies.ensembles import PUBLISHED
 
     out.write("\nensembles: any 'ensemble:a+b[+c...]' (sum of log(rank/m) over a population); published ones:\n")
